@@ -1,0 +1,90 @@
+"""Chat completions from any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama-server), streamed over SSE."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+
+from ..errors import ConfigError, ModelError, ModelUnavailableError
+from ..types import Message, ModelEvent, Token, Usage, UsageEvent
+
+RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class OpenAIChatModel:
+    """``POST {base_url}/chat/completions`` with ``stream: true``; the key is read from a named env var."""
+
+    def __init__(
+        self, *, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 30.0,
+        temperature: float = 0.0, context_tokens: int = 8192, transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.name = model
+        self.context_tokens = context_tokens
+        self._api_key_env = api_key_env
+        self._temperature = temperature
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._transport = transport
+
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self._api_key_env, "")
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int) -> Iterator[ModelEvent]:
+        """Stream the reply; HTTP and network failures become ModelError / ModelUnavailableError."""
+        body: dict[str, Any] = {
+            "model": self.name,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": self._temperature,
+            "stream_options": {"include_usage": True},
+        }
+        url = f"{self.base_url}/chat/completions"
+        try:
+            with httpx.Client(timeout=self._timeout, transport=self._transport) as client, client.stream(
+                "POST", url, json=body, headers=self._headers()
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response)
+                yield from self._events(response.iter_lines())
+        except httpx.TimeoutException as err:
+            raise ModelUnavailableError(f"{url}: timed out ({type(err).__name__})") from err
+        except httpx.TransportError as err:
+            raise ModelUnavailableError(f"{url}: cannot connect ({err})") from err
+
+    def _raise_for(self, response: httpx.Response) -> None:
+        detail = response.text[:300]
+        where = f"{self.base_url} answered {response.status_code}"
+        if response.status_code in RETRYABLE_STATUS:
+            raise ModelUnavailableError(f"{where} (throttled or unavailable): {detail}")
+        if response.status_code == 404:
+            raise ConfigError(f"{where}: model {self.name!r} not found there: {detail}")
+        if response.status_code in (401, 403):
+            raise ModelError(f"{where}: the API key in ${self._api_key_env} was refused")
+        raise ModelError(f"{where}: {detail}")
+
+    @staticmethod
+    def _events(lines: Iterator[str]) -> Iterator[ModelEvent]:
+        for line in lines:
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            try:
+                payload = json.loads(data)
+            except json.JSONDecodeError as err:
+                raise ModelError(f"malformed stream event from the model: {data[:100]!r}") from err
+            for choice in payload.get("choices") or []:
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    yield Token(content)
+            usage = payload.get("usage")
+            if usage:
+                yield UsageEvent(Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))))

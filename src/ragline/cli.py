@@ -1,0 +1,258 @@
+"""The ``ragline`` command line: ingest, ask, chat, ls, rm, eval.
+
+Heavy libraries load only inside the command that needs them, so ``ragline --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ConfigError, InputError, RaglineError
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from .settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in {**ctx.obj, **overrides}.items() if v is not None})
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"invalid settings: {problems}") from err
+
+
+def _app(ctx: click.Context, **overrides: Any) -> Any:
+    from .compose import Ragline
+
+    return Ragline(_settings(ctx, **overrides))
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{what} takes key=value, got {value!r}")
+        out[key.strip()] = val.strip()
+    return out
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except RaglineError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(path_type=Path), help="Index folder (RAGLINE_HOME, default .ragline).")
+@click.option("--tenant", help="Owner of the documents read and written (RAGLINE_TENANT).")
+@click.option("-v", "--verbose", is_flag=True, help="Log one structured line per stage to stderr.")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, tenant: str | None, verbose: bool) -> None:
+    """Answers from your own documents, with verified citations."""
+    ctx.obj = {"home": home, "tenant": tenant}
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--tag", "tags", multiple=True, help="key=value stored with every chunk (filter with --where).")
+@click.option("--chunk-tokens", type=int, help="Chunk size in embedding tokens.")
+@click.option("--chunk-overlap", type=int, help="Overlap between chunks in tokens.")
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[str, ...], tags: tuple[str, ...],
+           chunk_tokens: int | None, chunk_overlap: int | None) -> None:
+    """Ingest files, folders, globs and JSONL corpora (txt md html pdf docx pptx xlsx csv jsonl[.gz])."""
+    from .ingest import count_items, expand_paths, source_items
+
+    with _errors():
+        app = _app(ctx, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap)
+        tag_pairs = tuple(f"{k}={v}" for k, v in _pairs(tags, "--tag").items())
+        files = expand_paths(paths)
+        items = source_items(files, app.settings.max_file_bytes)
+        if sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[chunks]} chunks"), TimeRemainingColumn())
+            with Progress(*columns, transient=True) as bar:
+                task = bar.add_task("ingesting", total=count_items(files), chunks=0)
+                report = app.ingestor.run(
+                    items, tags=tag_pairs, progress=lambda d, c: bar.update(task, completed=d, chunks=c)
+                )
+        else:
+            report = app.ingestor.run(items, tags=tag_pairs)
+        for doc_id, reason in report.failed:
+            click.echo(f"failed: {doc_id}: {reason}", err=True)
+        click.echo(report.summary())
+
+
+def _print_sources(answer: Any) -> None:
+    click.echo("\nSources:")
+    cited = {c.number for c in answer.citations}
+    for s in answer.sources:
+        where = f" — {s.location}" if s.location else ""
+        mark = "*" if s.number in cited else " "
+        click.echo(f" {mark}[{s.number}] {s.doc_id}{where} (score {s.score:.3f})")
+    if answer.invalid_citations:
+        click.echo(f"({answer.invalid_citations} citation(s) to sources that were not retrieved were removed)")
+
+
+def _stream_answer(app: Any, query: Any, as_json: bool) -> Any:
+    from .types import Done, Token
+
+    answer = None
+    for event in app.engine.stream(query):
+        if isinstance(event, Token) and not as_json:
+            click.echo(event.text, nl=False)
+        elif isinstance(event, Done):
+            answer = event.answer
+    if as_json:
+        click.echo(json.dumps(answer.as_dict(), indent=2))
+    else:
+        click.echo()
+        _print_sources(answer)
+    return answer
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming.")
+@click.option("--where", "where", multiple=True, help="Filter: key=value (language, source, doc_id, or a tag).")
+@click.option("--k", type=int, help="Sources to retrieve.")
+@click.option("--model", help="Generator: local, extractive or openai.")
+@click.option("--mode", type=click.Choice(["hybrid", "vector", "bm25"]), help="Retrieval mode.")
+@click.option("--max-tokens", type=int, help="Answer length limit in tokens.")
+@click.option("--show-prompt", is_flag=True, help="Print the exact prompt sent to the model first.")
+@click.pass_context
+def ask(ctx: click.Context, question: str, as_json: bool, where: tuple[str, ...], k: int | None,
+        model: str | None, mode: str | None, max_tokens: int | None, show_prompt: bool) -> None:
+    """Answer a question from the ingested documents, streaming tokens, then the sources."""
+    from .engine import Query
+
+    with _errors():
+        app = _app(ctx, chat_model=model, k=k, retrieval=mode, max_tokens=max_tokens)
+        s = app.settings
+        query = Query(question, _pairs(where, "--where"), s.k, s.retrieval, max_tokens=s.max_tokens)
+        if show_prompt:
+            app.engine.check(query)
+            hits = app.engine.retrieve(question, k=query.k, mode=query.mode, filters=query.filters)
+            messages, _ = app.engine.prompt(query, app.engine.sources(hits))
+            for m in messages:
+                click.echo(f"--- {m.role} ---\n{m.content}")
+            click.echo("--- answer ---")
+        _stream_answer(app, query, as_json)
+
+
+@cli.command()
+@click.option("--model", help="Generator: local, extractive or openai.")
+@click.option("--where", "where", multiple=True, help="Filter: key=value.")
+@click.pass_context
+def chat(ctx: click.Context, model: str | None, where: tuple[str, ...]) -> None:
+    """Ask questions in a loop; the conversation is kept. CTRL-D exits."""
+    from .engine import Query
+    from .types import Message
+
+    with _errors():
+        app = _app(ctx, chat_model=model)
+        filters = _pairs(where, "--where")
+        history: list[Message] = []
+        while True:
+            try:
+                question = input("\nAsk a question, start a new search, or CTRL-D to exit: ").strip()
+            except EOFError:
+                click.echo()
+                return
+            if not question:
+                continue
+            try:
+                query = Query(question, filters, app.settings.k, app.settings.retrieval, tuple(history[-4:]),
+                              app.settings.max_tokens)
+                answer = _stream_answer(app, query, False)
+            except InputError as err:
+                click.echo(f"error: {err}", err=True)
+                continue
+            history += [Message("user", question), Message("assistant", answer.text)]
+
+
+@cli.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.argument("prefix", default="")
+@click.pass_context
+def list_documents(ctx: click.Context, as_json: bool, prefix: str) -> None:
+    """List ingested documents with status, chunks, size and ingestion time."""
+    import datetime as dt
+
+    with _errors():
+        app = _app(ctx)
+        for r in app.registry.list(app.settings.tenant, prefix):
+            when = dt.datetime.fromtimestamp(r.ingested_at).isoformat(timespec="seconds")
+            if as_json:
+                click.echo(json.dumps({"doc_id": r.doc_id, "status": r.status, "chunks": r.chunks,
+                                       "bytes": r.bytes, "ingested_at": when, "error": r.error}))
+            else:
+                note = f"  {r.error}" if r.error else ""
+                click.echo(f"{r.status:6} {r.chunks:5} chunks {r.bytes:>10,} B  {when}  {r.doc_id}{note}")
+
+
+@cli.command("rm")
+@click.argument("doc_ids", nargs=-1, required=True)
+@click.pass_context
+def remove(ctx: click.Context, doc_ids: tuple[str, ...]) -> None:
+    """Remove documents (every chunk and the registry row)."""
+    from .errors import NotFoundError
+
+    with _errors():
+        app = _app(ctx)
+        missing = [d for d in doc_ids if not app.ingestor.remove(d)]
+        for d in doc_ids:
+            if d not in missing:
+                click.echo(f"removed {d}")
+        if missing:
+            raise NotFoundError(f"no such document: {', '.join(missing)} (see `ragline ls`)")
+
+
+@cli.group("eval")
+def eval_group() -> None:
+    """Measure retrieval (and later answer) quality."""
+
+
+@eval_group.command("retrieval")
+@click.option("--beir", "beir", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
+              help="BEIR folder: corpus.jsonl[.gz], queries.jsonl, qrels/SPLIT.tsv")
+@click.option("--split", default="test", show_default=True)
+@click.option("--limit", type=int, help="Evaluate only the first N queries.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_context
+def eval_retrieval(ctx: click.Context, beir: Path, split: str, limit: int | None, as_json: bool) -> None:
+    """nDCG@10, recall@10/100 and MRR@10 for vector, BM25 and hybrid retrieval."""
+    from .evaluation import beir_corpus, evaluate, format_table, load_queries
+    from .ingest import source_items
+
+    with _errors():
+        home = ctx.obj.get("home") or Path(".ragline-eval") / beir.resolve().name
+        app = _app(ctx, home=home, chat_model="extractive")
+        report = app.ingestor.run(source_items([beir_corpus(beir)], app.settings.max_file_bytes))
+        click.echo(report.summary(), err=True)
+        queries, qrels = load_queries(beir, split)
+        if limit:
+            queries = dict(list(queries.items())[:limit])
+        results = evaluate(app.engine, queries, qrels)
+        click.echo(json.dumps(results, indent=2) if as_json else format_table(results))
+
+
+def main() -> None:
+    """Entry point of the ``ragline`` script."""
+    cli()

@@ -1,0 +1,78 @@
+"""The composition root: builds every part from the settings, lazily, once."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from .chunking import Chunker
+from .embedding import make_embedder
+from .engine import Engine
+from .errors import StoreError
+from .ingest import Ingestor
+from .registry import SQLiteRegistry
+from .settings import Settings
+from .store import LanceStore
+from .types import Answerer, ChatModel, Embedder
+
+
+class Ragline:
+    """The parts of one ragline instance; constructing it loads nothing."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """The embedding model."""
+        return make_embedder(self.settings.embedder, self.settings.n_threads)
+
+    @cached_property
+    def registry(self) -> SQLiteRegistry:
+        """The document registry."""
+        return SQLiteRegistry(self.settings.registry_path)
+
+    @cached_property
+    def store(self) -> LanceStore:
+        """The chunk store; refuses an index built by another embedder."""
+        built_by = self.registry.get_meta("embedder")
+        if built_by is not None and built_by != self.embedder.name:
+            raise StoreError(
+                f"the index in {self.settings.home} was built with the embedder {built_by!r}, but the settings "
+                f"select {self.embedder.name!r}; vectors of different models are not comparable: use another "
+                "RAGLINE_HOME or re-ingest into an empty one"
+            )
+        return LanceStore(self.settings.index_dir, self.embedder.dimension)
+
+    @cached_property
+    def chunker(self) -> Chunker:
+        """The chunker, counting in the embedder's tokens."""
+        tokenizer = getattr(self.embedder, "tokenizer", None)
+        return Chunker(tokenizer, self.embedder.count_tokens, self.settings.chunk_tokens, self.settings.chunk_overlap)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        """The ingest path for this tenant."""
+        store = self.store
+        if self.registry.get_meta("embedder") is None:
+            self.registry.set_meta("embedder", self.embedder.name)
+        return Ingestor(
+            store=store, registry=self.registry, embedder=self.embedder, chunker=self.chunker,
+            tenant=self.settings.tenant, language=self.settings.language,
+            batch_size=self.settings.embed_batch_size,
+        )
+
+    @cached_property
+    def generator(self) -> ChatModel | Answerer:
+        """The chat model or extractive answerer."""
+        from .chat import make_chat_model
+
+        return make_chat_model(self.settings, self.embedder)
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The query path for this tenant."""
+        return Engine(
+            store=self.store, embedder=self.embedder, generator=self.generator, tenant=self.settings.tenant,
+            query_cache_size=self.settings.query_cache_size, max_question_chars=self.settings.max_question_chars,
+            rrf_k=self.settings.rrf_k,
+        )

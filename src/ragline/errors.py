@@ -1,0 +1,63 @@
+"""The one exception tree of ragline; every error carries a message meant for the user.
+
+RaglineError
+├── ConfigError            settings that cannot work (unknown provider or model name, bad path)
+├── ParseError             one source could not be turned into text (corrupt, encrypted, scanned, empty)
+│   └── UnsupportedTypeError
+├── StoreError             the vector store failed or refused (for example another embedder's index)
+├── ModelError             a chat or embedding model failed
+│   └── ModelUnavailableError  the endpoint could not be reached, throttled, or timed out
+├── NotFoundError          a document or resource the caller asked for does not exist (for this tenant)
+└── InputError             a request that cannot be served as given (empty or oversized question)
+"""
+
+from __future__ import annotations
+
+
+class RaglineError(Exception):
+    """Base of every error ragline raises on purpose; ``str(err)`` is what the user sees."""
+
+    exit_code = 1
+
+
+class ConfigError(RaglineError):
+    """The settings name something that does not exist or cannot work."""
+
+    exit_code = 2
+
+
+class ParseError(RaglineError):
+    """A source could not be turned into text."""
+
+
+class UnsupportedTypeError(ParseError):
+    """No parser handles this kind of file."""
+
+
+class StoreError(RaglineError):
+    """The store failed or refused the operation."""
+
+
+class ModelError(RaglineError):
+    """A model call failed."""
+
+
+class ModelUnavailableError(ModelError):
+    """A model endpoint could not be reached, was throttled, or timed out."""
+
+
+class NotFoundError(RaglineError):
+    """The named thing does not exist for this caller."""
+
+    exit_code = 3
+
+
+class InputError(RaglineError):
+    """The request cannot be served as given."""
+
+    exit_code = 2
+
+
+def choices_message(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
+    """Say that ``name`` is not a known ``kind`` and list the valid ones."""
+    return f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}"

@@ -1,0 +1,130 @@
+"""The SQLite registry: one row per document (hash, status, chunk count, size, time) and the index's facts.
+
+Rows are written after the store commits, so a crash in between leaves a document that the next ingest
+re-does (content hash differs from the registry's), never a registry row without its chunks.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    tenant TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    sha256 TEXT NOT NULL,
+    status TEXT NOT NULL,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    ingested_at REAL NOT NULL,
+    error TEXT,
+    PRIMARY KEY (tenant, doc_id)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    """A document as the registry knows it."""
+
+    tenant: str
+    doc_id: str
+    title: str
+    sha256: str
+    status: str  # "ready" or "failed"
+    chunks: int
+    bytes: int
+    ingested_at: float
+    error: str | None = None
+
+
+class SQLiteRegistry:
+    """Documents and index facts in one SQLite file (WAL, safe across threads of one process)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def get(self, tenant: str, doc_id: str) -> DocumentRecord | None:
+        """One document's row."""
+        with self._lock:
+            row = self._db().execute(
+                "SELECT * FROM documents WHERE tenant = ? AND doc_id = ?", (tenant, doc_id)
+            ).fetchone()
+        return DocumentRecord(*row) if row else None
+
+    def hashes(self, tenant: str) -> dict[str, tuple[str, str]]:
+        """doc_id → (sha256, status) for every document of a tenant."""
+        with self._lock:
+            rows = self._db().execute(
+                "SELECT doc_id, sha256, status FROM documents WHERE tenant = ?", (tenant,)
+            ).fetchall()
+        return {d: (h, s) for d, h, s in rows}
+
+    def put_many(self, records: list[DocumentRecord]) -> None:
+        """Insert or replace rows, in one transaction."""
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.tenant, r.doc_id, r.title, r.sha256, r.status, r.chunks, r.bytes, r.ingested_at, r.error)
+                    for r in records
+                ],
+            )
+            db.execute("COMMIT")
+
+    def delete(self, tenant: str, doc_id: str) -> bool:
+        """Remove a row; False when there was none."""
+        with self._lock:
+            cur = self._db().execute("DELETE FROM documents WHERE tenant = ? AND doc_id = ?", (tenant, doc_id))
+        return cur.rowcount > 0
+
+    def list(self, tenant: str, prefix: str = "") -> list[DocumentRecord]:
+        """A tenant's documents, by id."""
+        with self._lock:
+            rows = self._db().execute(
+                "SELECT * FROM documents WHERE tenant = ? AND doc_id LIKE ? ESCAPE '\\' ORDER BY doc_id",
+                (tenant, prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
+            ).fetchall()
+        return [DocumentRecord(*r) for r in rows]
+
+    def get_meta(self, key: str) -> str | None:
+        """A fact about the index (for example which embedder built it)."""
+        with self._lock:
+            row = self._db().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a fact about the index."""
+        with self._lock:
+            self._db().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def now() -> float:
+    """Wall-clock seconds, for ingestion times."""
+    return time.time()

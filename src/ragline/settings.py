@@ -1,0 +1,89 @@
+"""Settings: one typed object, built once at the edge and passed down.
+
+Precedence, highest first: explicit arguments > environment (``RAGLINE_*``) > config file
+(``ragline.toml`` in the working directory, or the file named by ``RAGLINE_CONFIG``) > defaults.
+Secrets are held as the *name* of the environment variable that holds them, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ChatProvider = Literal["local", "extractive", "openai"]
+RetrievalMode = Literal["hybrid", "vector", "bm25"]
+
+
+class Settings(BaseSettings):
+    """Every knob of ragline, with its default."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGLINE_", extra="forbid", validate_default=True)
+
+    home: Path = Field(Path(".ragline"), description="folder holding the index and the registry")
+    tenant: str = Field("default", description="owner of what this process ingests and reads")
+    language: str = Field("en", description="language tag stored with ingested chunks")
+
+    embedder: str = Field("minilm", description="embedding model: minilm")
+    embed_batch_size: int = Field(8, ge=1, le=1024)
+    query_cache_size: int = Field(1024, ge=0)
+
+    chunk_tokens: int = Field(200, ge=16, le=512, description="chunk size in embedding-model tokens")
+    chunk_overlap: int = Field(32, ge=0, le=256, description="overlap between chunks, in tokens")
+
+    retrieval: RetrievalMode = "hybrid"
+    k: int = Field(5, ge=1, le=100, description="sources retrieved for an answer")
+    rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
+
+    chat_model: ChatProvider = Field("local", description="local (llama.cpp), extractive, openai")
+    gguf_path: Path | None = Field(None, description="GGUF file for the local model; default SmolLM2-135M")
+    n_ctx: int = Field(2048, ge=256, description="context window of the local model, in tokens")
+    n_threads: int | None = Field(None, ge=1)
+    max_tokens: int = Field(256, ge=1, description="answer length limit, in tokens")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    seed: int = 0
+
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-4o-mini"
+    openai_api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the key")
+    request_timeout: float = Field(30.0, gt=0, description="client read timeout for remote models, seconds")
+
+    max_question_chars: int = Field(4000, ge=1)
+    max_file_bytes: int = Field(100 * 1024 * 1024, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then environment, then the TOML file."""
+        toml_file = os.environ.get("RAGLINE_CONFIG", "ragline.toml")
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    @property
+    def index_dir(self) -> Path:
+        """Folder of the LanceDB database."""
+        return self.home / "index"
+
+    @property
+    def registry_path(self) -> Path:
+        """Path of the SQLite registry."""
+        return self.home / "registry.sqlite3"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (validated)."""
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return Settings(**data)

@@ -1,0 +1,242 @@
+"""The domain's nouns (Section, Chunk, Hit, Source, Citation, Answer), stream events, and one Protocol per seam."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A run of text under one heading path (and on one page, for paged formats)."""
+
+    text: str
+    heading: tuple[str, ...] = ()
+    page: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedDocument:
+    """What a parser returns: a title and the document's sections in order."""
+
+    title: str
+    sections: list[Section]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One retrievable piece of a document, as stored."""
+
+    id: str
+    doc_id: str
+    ordinal: int
+    text: str
+    title: str = ""
+    heading: str = ""
+    page: int | None = None
+    tenant: str = "default"
+    language: str = "en"
+    tags: tuple[str, ...] = ()
+
+    def context_text(self) -> str:
+        """The text that is embedded and indexed: title and breadcrumb give the chunk its place."""
+        head = " > ".join(x for x in (self.title, self.heading) if x)
+        return f"{head}\n\n{self.text}" if head else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A chunk returned by retrieval with its score (higher is better) and which searches found it."""
+
+    chunk: Chunk
+    score: float
+    found_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A numbered source as the user sees it."""
+
+    number: int
+    doc_id: str
+    title: str
+    heading: str
+    page: int | None
+    score: float
+    excerpt: str
+
+    @property
+    def location(self) -> str:
+        """Where in the document: the heading breadcrumb and/or page."""
+        parts = [self.heading] if self.heading else []
+        if self.page is not None:
+            parts.append(f"page {self.page}")
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "number": self.number,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "heading": self.heading,
+            "page": self.page,
+            "score": round(self.score, 6),
+            "excerpt": self.excerpt,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """A ``[n]`` marker in the answer that points at a retrieved source."""
+
+    number: int
+    doc_id: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one generation."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Answer:
+    """Everything a caller gets back for one question."""
+
+    question: str
+    text: str
+    sources: list[Source]
+    citations: list[Citation] = field(default_factory=list)
+    invalid_citations: int = 0
+    model: str = ""
+    usage: Usage = field(default_factory=Usage)
+    timings: dict[str, float] = field(default_factory=dict)
+    partial: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "citations": [{"number": c.number, "doc_id": c.doc_id} for c in self.citations],
+            "invalid_citations": self.invalid_citations,
+            "sources": [s.as_dict() for s in self.sources],
+            "model": self.model,
+            "usage": {"prompt_tokens": self.usage.prompt_tokens,
+                      "completion_tokens": self.usage.completion_tokens},
+            "timings_ms": {k: round(v * 1000, 1) for k, v in self.timings.items()},
+            "partial": self.partial,
+        }
+
+
+# Stream events: every interface only translates these.
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A piece of answer text."""
+
+    text: str
+    type: Literal["token"] = "token"
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """The numbered sources the answer may cite."""
+
+    sources: list[Source]
+    type: Literal["sources"] = "sources"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    """Token usage reported by the model."""
+
+    usage: Usage
+    type: Literal["usage"] = "usage"
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The final, checked answer."""
+
+    answer: Answer
+    type: Literal["done"] = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    """A failure after the stream began."""
+
+    message: str
+    type: Literal["error"] = "error"
+
+
+Event = Token | Sources | UsageEvent | Done | ErrorEvent
+ModelEvent = Token | UsageEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+# Seams.
+@runtime_checkable
+class Parser(Protocol):
+    """Bytes of one media type to a parsed document."""
+
+    def parse(self, data: bytes, name: str) -> ParsedDocument:
+        """Parse ``data``; ``name`` gives the file name for titles and messages."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors."""
+
+    name: str
+    dimension: int
+
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        """One vector per text, shape (len(texts), dimension)."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Length of ``text`` in this model's tokens."""
+        ...
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """Generates an answer as a stream of events from a list of messages."""
+
+    name: str
+    context_tokens: int
+
+    def stream(self, messages: Sequence[Message], *, max_tokens: int) -> Iterator[ModelEvent]:
+        """Yield Token events, and a UsageEvent when the model reports usage."""
+        ...
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    """A generator that needs no prompt: picks the answer from the sources (extractive)."""
+
+    name: str
+
+    def answer(self, question: str, sources: Sequence[Source]) -> Iterator[ModelEvent]:
+        """Yield the answer's Token events."""
+        ...
