@@ -60,6 +60,16 @@ class IngestReport:
         )
 
 
+def human_size(n: int) -> str:
+    """Bytes as a short human figure (B, KiB, MiB, GiB)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
 def _doc_id_for(path: Path) -> str:
     resolved = path.resolve()
     try:
@@ -115,12 +125,10 @@ def _file_item(path: Path, max_bytes: int) -> SourceItem:
     size = path.stat().st_size
     doc_id = _doc_id_for(path)
     if size > max_bytes:
-        mib = 1024 * 1024
 
         def refuse() -> ParsedDocument:
             raise ParseError(
-                f"{path.name}: {size / mib:.1f} MiB is over the {max_bytes / mib:.0f} MiB limit "
-                "(RAGLINE_MAX_FILE_BYTES)"
+                f"{path.name}: {human_size(size)} is over the {human_size(max_bytes)} limit (RAGLINE_MAX_FILE_BYTES)"
             )
 
         return SourceItem(doc_id, f"size:{size}", size, refuse)

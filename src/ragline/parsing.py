@@ -47,10 +47,14 @@ def parse_text(data: bytes, name: str) -> ParsedDocument:
     return ParsedDocument(_stem_title(name), [Section(_clean(decode_text(data, name)))])
 
 
+_FRONT_MATTER = re.compile(r"\A---\n.*?\n---\n", re.DOTALL)
+
+
 def markdown_sections(text: str) -> tuple[str, list[Section]]:
     """Split Markdown at its headings; each section keeps the breadcrumb of headings above it."""
     from markdown_it import MarkdownIt
 
+    text = _FRONT_MATTER.sub("", text.replace("\r\n", "\n"), count=1)
     lines = text.splitlines()
     tokens = MarkdownIt("commonmark").parse(text)
     # (line where the heading starts, line after it, level, heading text)
@@ -89,9 +93,9 @@ _HTML_BLOCKS = "p,div,li,pre,blockquote,tr,br,dd,dt,table,section,article,ul,ol"
 
 def parse_html(data: bytes, name: str) -> ParsedDocument:
     """HTML: visible text, sectioned by h1–h6."""
-    from selectolax.parser import HTMLParser
+    from selectolax.lexbor import LexborHTMLParser
 
-    tree = HTMLParser(decode_text(data, name))
+    tree = LexborHTMLParser(decode_text(data, name))
     title_node = tree.css_first("title")
     title = title_node.text(strip=True) if title_node else ""
     tree.strip_tags(["script", "style", "noscript", "nav", "template", "svg", "head"])
@@ -169,10 +173,11 @@ def parse_pptx(data: bytes, name: str) -> ParsedDocument:
     for number, slide in enumerate(deck.slides, start=1):
         title_shape = slide.shapes.title
         heading = title_shape.text_frame.text.strip() if title_shape is not None else ""
+        title_id = title_shape.shape_id if title_shape is not None else None
         texts = [
             shape.text_frame.text.strip()
             for shape in slide.shapes
-            if shape.has_text_frame and shape is not title_shape and shape.text_frame.text.strip()
+            if shape.has_text_frame and shape.shape_id != title_id and shape.text_frame.text.strip()
         ]
         if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
             texts.append(slide.notes_slide.notes_text_frame.text.strip())

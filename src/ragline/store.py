@@ -112,8 +112,12 @@ class LanceStore:
     def _open(self, create: bool = False) -> Any:
         if self._table is None:
             db = self._connect()
-            if TABLE in db.table_names():
+            try:
                 self._table = db.open_table(TABLE)
+            except ValueError:  # "Table 'chunks' was not found"
+                if create:
+                    self._table = db.create_table(TABLE, schema=self._schema())
+            else:
                 width = self._table.schema.field("vector").type.list_size
                 if width != self.dimension:
                     raise StoreError(
@@ -121,8 +125,6 @@ class LanceStore:
                         f"{self.dimension}; vectors of different models are not comparable: use another "
                         "home folder or re-ingest into an empty one"
                     )
-            elif create:
-                self._table = db.create_table(TABLE, schema=self._schema())
         return self._table
 
     def _rows(self, chunks: Sequence[Chunk], vectors: Vectors) -> Any:

@@ -46,7 +46,8 @@ class Chunk:
 
     def context_text(self) -> str:
         """The text that is embedded and indexed: title and breadcrumb give the chunk its place."""
-        head = " > ".join(x for x in (self.title, self.heading) if x)
+        title = "" if self.heading.startswith(self.title) else self.title
+        head = " > ".join(x for x in (title, self.heading) if x)
         return f"{head}\n\n{self.text}" if head else self.text
 
 

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragline.compose import Ragline
+from ragline.embedding import MiniLMEmbedder
+from ragline.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def minilm() -> MiniLMEmbedder:
+    """The real embedding model, loaded once for the whole run."""
+    embedder = MiniLMEmbedder()
+    embedder.embed_batch(["warm up"])
+    return embedder
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, minilm: MiniLMEmbedder) -> Callable[..., Ragline]:
+    """A Ragline on a temp folder sharing the session's real embedder."""
+
+    def build(**overrides: Any) -> Ragline:
+        overrides.setdefault("home", tmp_path / "home")
+        overrides.setdefault("chat_model", "extractive")
+        app = Ragline(Settings(**overrides))
+        if app.settings.embedder == "minilm":
+            app.__dict__["embedder"] = minilm
+        return app
+
+    return build
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No RAGLINE_* from the developer's shell, and no ragline.toml from the working directory."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("RAGLINE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("RAGLINE_CONFIG", str(tmp_path / "absent.toml"))
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+from conftest import FIXTURES
+
+from ragline.errors import ParseError, UnsupportedTypeError
+from ragline.parsing import markdown_sections, parse
+
+
+def load(rel: str) -> tuple[bytes, str]:
+    path = FIXTURES / rel
+    return path.read_bytes(), path.name
+
+
+@pytest.mark.parametrize(
+    ("rel", "expected"),
+    [
+        ("txt/doc_1.txt", "Some text for testing"),
+        ("markdown/sample.md", "What to build with Haystack"),
+        ("html/what_is_haystack.html", "Haystack"),
+        ("pdf/sample_pdf_1.pdf", "PDF"),
+        ("docx/sample_docx.docx", "Sample Docx File"),
+        ("pptx/sample_pptx_with_link.pptx", "Slide With Link\nVisit Example for more info."),
+        ("xlsx/basic_tables_two_sheets.xlsx", "Basic Table\ncol_a: 1.5; col_b: test"),
+        ("csv/sample_1.csv", "Name: John Doe; Age: 27"),
+    ],
+)
+def test_every_format_gives_text(rel: str, expected: str) -> None:
+    doc = parse(*load(rel))
+    text = "\n".join(" > ".join(s.heading) + "\n" + s.text for s in doc.sections)
+    assert text.strip()
+    assert expected in text or expected in doc.title
+
+
+def test_pdf_sections_carry_page_numbers() -> None:
+    doc = parse(*load("pdf/sample_pdf_1.pdf"))
+    pages = [s.page for s in doc.sections]
+    assert pages[0] == 1
+    assert pages == sorted(pages)
+    assert len(pages) >= 2
+
+
+def test_markdown_breadcrumbs_ignore_hashes_in_code() -> None:
+    title, sections = markdown_sections(
+        "# Guide<a name=\"g\"></a>\n\nIntro\\.\n\n## Setup\n\n```\n# not a heading\n```\n\n### Keys\n\nRotate them.\n"
+    )
+    assert title == "Guide"
+    assert [s.heading for s in sections] == [("Guide",), ("Guide", "Setup"), ("Guide", "Setup", "Keys")]
+    assert sections[0].text == "Intro."  # escapes resolved, anchors dropped
+    assert "# not a heading" in sections[1].text
+
+
+def test_html_headings_become_breadcrumbs() -> None:
+    html = b"<html><head><title>T</title><style>x{}</style></head><body><h1>Top</h1><p>One <b>bold</b> line.</p>"
+    html += b"<h2>Sub</h2><ul><li>first</li><li>second</li></ul><script>alert(1)</script></body></html>"
+    doc = parse(html, "page.html")
+    assert doc.title == "T"
+    assert [s.heading for s in doc.sections] == [("Top",), ("Top", "Sub")]
+    assert doc.sections[0].text == "One bold line."
+    assert "alert" not in "".join(s.text for s in doc.sections)
+
+
+def test_docx_headings_and_xlsx_rows(tmp_path) -> None:
+    import docx
+    import openpyxl
+
+    d = docx.Document()
+    d.add_heading("Policy", level=1)
+    d.add_paragraph("Passwords rotate every 90 days.")
+    d.add_heading("Exceptions", level=2)
+    d.add_paragraph("Service accounts are exempt.")
+    buf = io.BytesIO()
+    d.save(buf)
+    doc = parse(buf.getvalue(), "policy.docx")
+    assert [s.heading for s in doc.sections] == [("Policy",), ("Policy", "Exceptions")]
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Prices"
+    sheet.append(["item", "price"])
+    sheet.append(["widget", 3])
+    buf = io.BytesIO()
+    book.save(buf)
+    doc = parse(buf.getvalue(), "prices.xlsx")
+    assert doc.sections[0].heading == ("Prices",)
+    assert doc.sections[0].text == "item: widget; price: 3"
+
+
+# Bad input: each gets a ParseError whose message names the file and says what is wrong.
+def test_corrupt_pdf() -> None:
+    with pytest.raises(ParseError, match=r"broken\.pdf: corrupt or unreadable PDF"):
+        parse(b"%PDF-1.4\n this is not really a pdf \x00\x01", "broken.pdf")
+
+
+def test_encrypted_pdf() -> None:
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=200, height=200)
+    writer.encrypt(user_password="secret", owner_password="owner")  # noqa: S106
+    buf = io.BytesIO()
+    writer.write(buf)
+    with pytest.raises(ParseError, match=r"locked\.pdf: encrypted PDF"):
+        parse(buf.getvalue(), "locked.pdf")
+
+
+def test_scanned_pdf_without_text_layer() -> None:
+    with pytest.raises(ParseError, match="no text layer"):
+        parse(*load("pdf/non_text_searchable.pdf"))
+
+
+def test_empty_file() -> None:
+    with pytest.raises(ParseError, match=r"empty\.md: empty file"):
+        parse(b"  \n", "empty.md")
+
+
+def test_unknown_type_lists_supported() -> None:
+    with pytest.raises(UnsupportedTypeError, match=r"unsupported file type \.exe; supported: .*\.pdf"):
+        parse(b"MZ\x90", "tool.exe")
+
+
+def test_undecodable_text() -> None:
+    with pytest.raises(ParseError, match="not UTF-8 text"):
+        parse("caf\xe9 cr\xe8me".encode("latin-1"), "menu.txt")
+
+
+def test_corrupt_office_files() -> None:
+    for name in ("a.docx", "b.pptx", "c.xlsx"):
+        with pytest.raises(ParseError, match="corrupt or unreadable"):
+            parse(b"PK\x03\x04 truncated zip", name)

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import pytest
+from conftest import write
+
+from ragline.ingest import expand_paths, source_items
+from ragline.store import fuse, where_clause
+from ragline.types import Chunk, Hit
+
+DOCS = {
+    "errors.md": "# Error codes\n\nWhen the gateway returns QZX-7741 the upstream certificate has expired. "
+    "Renew it in the console.",
+    "gateway.md": "# Gateway error codes\n\nQZX-7714: upstream timeout. QZX-7417: upstream refused. "
+    "QZX-4771: rate limited. QZX-1477: bad request.",
+    "network.md": "# Networking\n\nA slow connection usually comes from packet loss on the uplink. "
+    "Check cables and the switch.",
+    "billing.md": "# Billing\n\nInvoices are issued on the first business day of each month. "
+    "Payment is due within thirty days.",
+    "pets.md": "# Pets\n\nCats sleep for most of the day and are active at dawn and dusk.",
+    "travel.md": "# Travel\n\nPassports must be valid for six months beyond the date of arrival.",
+}
+
+
+@pytest.fixture
+def app(make_app, tmp_path):
+    app = make_app()
+    folder = tmp_path / "kb"
+    for name, text in DOCS.items():
+        write(folder, name, text)
+    paths = expand_paths([str(folder)])
+    app.ingestor.run(source_items(paths, 10**6), tags=("team=ops",))
+    write(tmp_path / "es", "gatos.md", "# Gatos\n\nLos gatos duermen casi todo el día.")
+    spanish = make_app(language="es")
+    spanish.__dict__["registry"] = app.registry
+    spanish.__dict__["store"] = app.store
+    spanish.ingestor.run(source_items(expand_paths([str(tmp_path / "es")]), 10**6), tags=("team=sales",))
+    return app
+
+
+def names(hits: list[Hit]) -> list[str]:
+    return [h.chunk.doc_id.rsplit("/", 1)[1] for h in hits]
+
+
+def test_hybrid_finds_an_exact_identifier_that_vector_search_misses(app) -> None:
+    question = "QZX-7741"
+    assert names(app.engine.retrieve(question, k=1, mode="vector")) != ["errors.md"]
+    assert names(app.engine.retrieve(question, k=1, mode="bm25")) == ["errors.md"]
+    assert names(app.engine.retrieve(question, k=1, mode="hybrid")) == ["errors.md"]
+
+
+def test_hybrid_finds_a_paraphrase_that_bm25_misses(app) -> None:
+    question = "when do I get charged?"
+    assert "billing.md" not in names(app.engine.retrieve(question, k=1, mode="bm25"))
+    assert names(app.engine.retrieve(question, k=1, mode="vector")) == ["billing.md"]
+    assert "billing.md" in names(app.engine.retrieve(question, k=2, mode="hybrid"))
+
+
+def test_filters_language_source_and_tags(app) -> None:
+    question = "cats sleep all day"
+    assert names(app.engine.retrieve(question, k=1)) == ["pets.md"]
+    assert names(app.engine.retrieve(question, k=1, filters={"language": "es"})) == ["gatos.md"]
+    assert names(app.engine.retrieve(question, k=10, filters={"team": "sales"})) == ["gatos.md"]
+    ops = names(app.engine.retrieve(question, k=10, filters={"team": "ops"}))
+    assert "gatos.md" not in ops and len(ops) == 6
+    source = next(h.chunk.doc_id for h in app.engine.retrieve("passports", k=1))
+    assert names(app.engine.retrieve(question, k=5, filters={"source": source})) == ["travel.md"]
+
+
+def test_another_tenant_sees_nothing(app, make_app) -> None:
+    other = make_app(tenant="acme")
+    other.__dict__["store"] = app.store
+    assert other.engine.retrieve("cats sleep", k=5) == []
+    # a tenant filter in the request cannot widen the scope
+    assert other.engine.retrieve("cats sleep", k=5, filters={"tenant": "default"}) == []
+
+
+def test_where_clause_quotes_values() -> None:
+    clause = where_clause({"language": "en", "owner": "o'brien", "source": "docs/a_b"})
+    assert clause == (
+        "language = 'en' AND array_has(tags, 'owner=o''brien') AND "
+        "(doc_id = 'docs/a_b' OR doc_id LIKE 'docs/a\\_b%')"
+    )
+
+
+def test_reciprocal_rank_fusion() -> None:
+    def hit(cid: str) -> Hit:
+        return Hit(Chunk(cid, "d", 0, cid), 0.0)
+
+    fused = fuse({"vector": [hit("a"), hit("b")], "bm25": [hit("b"), hit("c")]}, k=3, rrf_k=60)
+    assert [h.chunk.id for h in fused] == ["b", "a", "c"]
+    assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
+    assert fused[0].found_by == ("vector", "bm25")
