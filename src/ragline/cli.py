@@ -256,3 +256,7 @@ def eval_retrieval(ctx: click.Context, beir: Path, split: str, limit: int | None
 def main() -> None:
     """Entry point of the ``ragline`` script."""
     cli()
+
+
+if __name__ == "__main__":
+    main()
