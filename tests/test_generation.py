@@ -4,15 +4,17 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
-from conftest import write
 
 from ragline.chat.openai import OpenAIChatModel
 from ragline.engine import Query
 from ragline.errors import ConfigError, InputError, ModelUnavailableError
 from ragline.ingest import expand_paths, source_items
 from ragline.types import Done, Message, Sources, Token
+
+from conftest import write
 
 LEX = (
     "# What Is Amazon Lex?\n\nAmazon Lex is an AWS service for building conversational interfaces for applications "
@@ -86,7 +88,7 @@ def test_real_llama_cpp_answer_with_a_small_token_budget(make_app, tmp_path) -> 
 class _FakeOpenAI(BaseHTTPRequestHandler):
     """A loopback OpenAI-compatible server: streams a fixed answer, or fails on command (model name)."""
 
-    requests: list[dict] = []
+    requests: ClassVar[list[dict]] = []
 
     def log_message(self, *args: object) -> None:
         pass

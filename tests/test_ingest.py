@@ -4,10 +4,11 @@ import shutil
 import threading
 
 import pytest
-from conftest import FIXTURES, write
 
 from ragline.errors import InputError, StoreError
 from ragline.ingest import expand_paths, source_items
+
+from conftest import FIXTURES, write
 
 
 def ingest(app, *paths, **kw):
@@ -33,7 +34,8 @@ def test_every_format_ingests_and_bad_files_are_reported(make_app, tmp_path) -> 
     assert rows["sample_pdf_1.pdf"].status == "ready" and rows["sample_pdf_1.pdf"].chunks > 0
     assert rows["empty.txt"].status == "failed" and rows["empty.txt"].chunks == 0
     assert app.store.count({"tenant": "default"}) == report.chunks
-    pdf_pages = {h.chunk.page for h in app.engine.retrieve("PDF", k=50, mode="bm25", filters={"source": str(docs / "pdf")})}
+    pdf_hits = app.engine.retrieve("PDF", k=50, mode="bm25", filters={"source": str(docs / "pdf")})
+    pdf_pages = {h.chunk.page for h in pdf_hits}
     assert None not in pdf_pages and len(pdf_pages) > 1
 
 
@@ -68,7 +70,7 @@ def test_a_broken_new_version_keeps_the_old_one(make_app, tmp_path) -> None:
     app = make_app()
     ingest(app, path)
     path.write_bytes(b"\xff\xfe\x00\xd8")  # undecodable now
-    path.write_bytes("x".encode() + b"\xc3\x28")
+    path.write_bytes(b"x" + b"\xc3\x28")
     report = ingest(app, path)
     assert len(report.failed) == 1
     record = app.registry.list("default")[0]
@@ -114,7 +116,7 @@ def test_oversized_file_is_refused_with_the_limit(make_app, tmp_path) -> None:
 
 
 def test_missing_path_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="no such file or folder: nowhere.md"):
+    with pytest.raises(InputError, match=r"no such file or folder: nowhere\.md"):
         expand_paths(["nowhere.md"])
 
 

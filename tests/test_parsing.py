@@ -3,10 +3,11 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import FIXTURES
 
 from ragline.errors import ParseError, UnsupportedTypeError
 from ragline.parsing import markdown_sections, parse
+
+from conftest import FIXTURES
 
 
 def load(rel: str) -> tuple[bytes, str]:
@@ -99,7 +100,7 @@ def test_encrypted_pdf() -> None:
 
     writer = PdfWriter()
     writer.add_blank_page(width=200, height=200)
-    writer.encrypt(user_password="secret", owner_password="owner")  # noqa: S106
+    writer.encrypt(user_password="secret", owner_password="owner")
     buf = io.BytesIO()
     writer.write(buf)
     with pytest.raises(ParseError, match=r"locked\.pdf: encrypted PDF"):

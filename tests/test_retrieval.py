@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import write
 
 from ragline.ingest import expand_paths, source_items
 from ragline.store import fuse, where_clause
 from ragline.types import Chunk, Hit
+
+from conftest import write
 
 DOCS = {
     "errors.md": "# Error codes\n\nWhen the gateway returns QZX-7741 the upstream certificate has expired. "

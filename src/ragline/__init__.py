@@ -27,7 +27,10 @@ _EXPORTS = {
     "Token": "types",
     "UsageEvent": "types",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Answer", "Chunk", "Citation", "Done", "Engine", "ErrorEvent", "Hit", "Query", "Ragline", "RaglineError",
+    "Settings", "Source", "Sources", "Token", "UsageEvent",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -119,6 +119,8 @@ def _stream_answer(app: Any, query: Any, as_json: bool) -> Any:
             click.echo(event.text, nl=False)
         elif isinstance(event, Done):
             answer = event.answer
+    if answer is None:  # pragma: no cover - the engine always ends with Done
+        raise RaglineError("the answer stream ended early")
     if as_json:
         click.echo(json.dumps(answer.as_dict(), indent=2))
     else:

@@ -58,7 +58,7 @@ class MiniLMEmbedder:
             counter.no_truncation()
             counter.no_padding()
             tokenizer.enable_truncation(MAX_SEQ_TOKENS)
-            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
+            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
             options = ort.SessionOptions()
             if self._threads:
                 options.intra_op_num_threads = self._threads
@@ -96,7 +96,7 @@ class MiniLMEmbedder:
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
 
 
 def embed_in_batches(embedder: Embedder, texts: Sequence[str], batch_size: int) -> Vectors:
@@ -129,7 +129,7 @@ class QueryEmbeddingCache:
                 self._items.move_to_end(text)
                 self.hits += 1
                 return self._items[text]
-        vector = self.embedder.embed_batch([text])[0]
+        vector: Vectors = self.embedder.embed_batch([text])[0]
         with self._lock:
             self.misses += 1
             if self.size:

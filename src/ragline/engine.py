@@ -1,4 +1,4 @@
-"""The query path: question → retrieve (vector + BM25, fused; filters; tenant) → prompt → generate (stream) → cite-check.
+"""The query path: question → retrieve (vector + BM25 fused; filters; tenant) → prompt → generate → cite-check.
 
 Every interface consumes ``Engine.stream``'s events; ``Engine.ask`` is the same stream, collected.
 """

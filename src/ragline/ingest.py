@@ -193,9 +193,7 @@ class Ingestor:
         known = self.registry.hashes(self.tenant)
         batch: list[tuple[SourceItem, ParsedDocument, list[Chunk]]] = []
         pending_chunks = 0
-        done = 0
-        for item in items:
-            done += 1
+        for done, item in enumerate(items, start=1):
             item.sha256 = self._version_hash(item)
             previous = known.get(item.doc_id)
             if previous is not None and previous == (item.sha256, "ready"):
@@ -207,11 +205,12 @@ class Ingestor:
                         doc, doc_id=item.doc_id, content_hash=item.sha256, tenant=self.tenant,
                         language=self.language, tags=tags,
                     )
-                    if not chunks:
-                        raise ParseError(f"{item.doc_id}: no text found")
                 except ParseError as err:
                     self._fail(item, str(err), report)
-                else:
+                    chunks = []
+                if not chunks and (not report.failed or report.failed[-1][0] != item.doc_id):
+                    self._fail(item, f"{item.doc_id}: no text found", report)
+                elif chunks:
                     batch.append((item, doc, chunks))
                     pending_chunks += len(chunks)
                 if pending_chunks >= BATCH_CHUNKS:

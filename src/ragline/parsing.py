@@ -75,7 +75,7 @@ def markdown_sections(text: str) -> tuple[str, list[Section]]:
             sections.append(Section(body, tuple(h for _, h in path)))
 
     add(0, heads[0][0] if heads else len(lines))
-    for n, (start, after, level, heading) in enumerate(heads):
+    for n, (_, after, level, heading) in enumerate(heads):
         title = title or (heading if level == 1 else "")
         path[:] = [(lv, h) for lv, h in path if lv < level] + [(level, heading)]
         add(after, heads[n + 1][0] if n + 1 < len(heads) else len(lines))
@@ -100,7 +100,7 @@ def parse_html(data: bytes, name: str) -> ParsedDocument:
     title = title_node.text(strip=True) if title_node else ""
     tree.strip_tags(["script", "style", "noscript", "nav", "template", "svg", "head"])
     for node in tree.css("h1,h2,h3,h4,h5,h6"):
-        level = node.tag[1]
+        level = (node.tag or "h1")[1]
         node.replace_with(f"\n\x01{level}{node.text(separator=' ', strip=True)}\x01\n")
     for node in tree.css(_HTML_BLOCKS):
         node.insert_after("\n")
@@ -119,16 +119,15 @@ def parse_pdf(data: bytes, name: str) -> ParsedDocument:
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise ParseError(f"{name}: encrypted PDF (password protected); decrypt it first")
-        pages = [_clean(page.extract_text() or "") for page in reader.pages]
-        meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    except ParseError:
-        raise
+        locked = reader.is_encrypted and not reader.decrypt("")
+        pages = [] if locked else [_clean(page.extract_text() or "") for page in reader.pages]
+        meta_title = "" if locked or not reader.metadata else reader.metadata.title or ""
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as err:
         raise ParseError(f"{name}: corrupt or unreadable PDF ({type(err).__name__}: {err})") from err
     except Exception as err:  # pypdf raises many kinds on hostile input; none may kill a batch
         raise ParseError(f"{name}: unreadable PDF ({type(err).__name__}: {err})") from err
+    if locked:
+        raise ParseError(f"{name}: encrypted PDF (password protected); decrypt it first")
     if not any(pages):
         raise ParseError(f"{name}: the PDF has no text layer (a scanned image?); OCR is not supported")
     sections = [Section(text, (), n) for n, text in enumerate(pages, start=1) if text]
@@ -198,7 +197,7 @@ def _rows_to_lines(rows: Iterable[list[str]]) -> list[str]:
         if not header:
             header = cells
             continue
-        pairs = [f"{h or f'column {i + 1}'}: {v}" for i, (h, v) in enumerate(zip(header, cells)) if v]
+        pairs = [f"{h or f'column {i + 1}'}: {v}" for i, (h, v) in enumerate(zip(header, cells, strict=False)) if v]
         lines.append("; ".join(pairs))
     return lines or [" | ".join(header)]
 
@@ -206,6 +205,7 @@ def _rows_to_lines(rows: Iterable[list[str]]) -> list[str]:
 def parse_csv(data: bytes, name: str) -> ParsedDocument:
     """CSV: one line per row, each value named by its column."""
     text = decode_text(data, name)
+    dialect: type[csv.Dialect] | csv.Dialect
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:

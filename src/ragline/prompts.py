@@ -43,7 +43,7 @@ def build_messages(
     remaining = budget_tokens - fixed
     blocks: list[str] = []
     used: list[Source] = []
-    for source, text in zip(sources, texts):
+    for source, text in zip(sources, texts, strict=True):
         block = render_source(source, text)
         cost = count_tokens(block) + 2
         if cost > remaining:
