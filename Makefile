@@ -11,27 +11,28 @@ QUESTION ?= What is Amazon Lex?
 $(UV):
 	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
 
+# --inexact: leave the test tools alone if `make test` installed them.
 setup: $(UV)
-	$(UV) sync --frozen --no-dev
+	$(UV) sync --frozen --no-dev --inexact
 
 dev: $(UV)
 	$(UV) sync --frozen
 
 run: setup
-	$(UV) run --no-dev ragline ingest samples/amazon-lex-developer-guide.jsonl.gz
-	$(UV) run --no-dev ragline ask "$(QUESTION)"
+	$(UV) run --no-sync ragline ingest samples/amazon-lex-developer-guide.jsonl.gz
+	$(UV) run --no-sync ragline ask --k 3 "$(QUESTION)"
 	@echo
 	@echo 'Ask more:  uv run ragline ask "How do I create a bot?"   or   uv run ragline chat'
 
 test: dev
-	$(UV) run pytest
+	$(UV) run --no-sync pytest
 
 lint: dev
-	$(UV) run ruff check src tests scripts bench
-	$(UV) run mypy --strict src/ragline
+	$(UV) run --no-sync ruff check src tests scripts
+	$(UV) run --no-sync mypy --strict src/ragline
 
 eval-scifact: setup
-	$(UV) run --no-dev ragline eval retrieval --beir ../shared/data/scifact
+	$(UV) run --no-sync ragline --home .ragline-eval/scifact eval retrieval --beir ../shared/data/scifact
 
 clean:
 	rm -rf .ragline .ragline-eval .pytest_cache .mypy_cache .ruff_cache

@@ -5,27 +5,32 @@ A change to any template's wording bumps ``PROMPT_VERSION`` (it is part of the a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from .types import Message, Source
 
-PROMPT_VERSION = "stuff-v1"
+PROMPT_VERSION = "stuff-v2"
 
 SYSTEM = (
     "You answer questions using only the numbered sources provided. "
-    "Cite the sources you use with their numbers in square brackets, like [1] or [2]. "
+    "After each sentence, write the number of the source it comes from in square brackets, like [1]. "
     "If the sources do not contain the answer, say that you don't know. Be concise."
 )
 
 SOURCE = "[{number}] {title}{location}\n{text}"
 
-USER = "Sources:\n\n{sources}\n\nQuestion: {question}\nAnswer (cite sources as [n]):"
+USER = "Sources:\n\n{sources}\n\nQuestion: {question}\n\nAnswer in one to three sentences, citing sources like [1]:"
+
+# Markdown links and images keep only their text in the prompt: small models copy URLs instead of answering.
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 
 
 def render_source(source: Source, text: str) -> str:
     """One numbered source block."""
     location = f" ({source.location})" if source.location else ""
-    return SOURCE.format(number=source.number, title=source.title or source.doc_id, location=location, text=text)
+    title = source.title or source.doc_id
+    return SOURCE.format(number=source.number, title=title, location=location, text=_LINK.sub(r"\1", text))
 
 
 def build_messages(

@@ -65,6 +65,7 @@ class LlamaChatModel:
             chunks = llm.create_chat_completion(
                 messages=[{"role": m.role, "content": m.content} for m in messages],
                 stream=True, max_tokens=max_tokens, temperature=self._temperature, seed=self._seed,
+                repeat_penalty=1.15,
             )
             completion = 0
             for chunk in chunks:
