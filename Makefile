@@ -5,18 +5,30 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 QUESTION ?= What is Amazon Lex?
+# llama-cpp-python has no wheel on PyPI: it is built once into this folder and installed from there, so no later
+# install or test run builds it again (uv's own cache of built wheels is not kept reliably on these machines).
+WHEELHOUSE ?= $(HOME)/.cache/ragline/wheels
+LLAMA_VERSION := $(shell sed -n '/^name = "llama-cpp-python"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock)
 
-.PHONY: setup dev run test lint eval-scifact clean
+.PHONY: llama-wheel setup dev run test lint eval-scifact clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
 
-# --inexact: leave the test tools alone if `make test` installed them.
-setup: $(UV)
-	$(UV) sync --frozen --no-dev --inexact
+llama-wheel: $(UV)
+	@ls $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  echo "Building llama-cpp-python $(LLAMA_VERSION) once into $(WHEELHOUSE) (6-14 minutes on 2 cores)"; \
+	  $(UV) tool run --from 'pip>=24' pip wheel --no-deps --no-binary llama-cpp-python \
+	    "llama-cpp-python==$(LLAMA_VERSION)" -w $(WHEELHOUSE); }
 
-dev: $(UV)
-	$(UV) sync --frozen
+# --inexact: leave the test tools alone if `make test` installed them.
+setup: llama-wheel
+	$(UV) sync --frozen --no-dev --inexact --no-install-package llama-cpp-python
+	$(UV) pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+
+dev: llama-wheel
+	$(UV) sync --frozen --inexact --no-install-package llama-cpp-python
+	$(UV) pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 
 run: setup
 	$(UV) run --no-sync ragline ingest samples/amazon-lex-developer-guide.jsonl.gz
