@@ -11,8 +11,10 @@ from conftest import write
 DOCS = {
     "errors.md": "# Error codes\n\nWhen the gateway returns QZX-7741 the upstream certificate has expired. "
     "Renew it in the console.",
-    "gateway.md": "# Gateway error codes\n\nQZX-7714: upstream timeout. QZX-7417: upstream refused. "
-    "QZX-4771: rate limited. QZX-1477: bad request.",
+    # Decoys: codes that look alike to the embedding model but share no search term with QZX-7741.
+    "gateway.md": "# Gateway error codes\n\nQZK-7714: upstream timeout. QXZ-7417: upstream refused. "
+    "ZQX-4771: rate limited. QZV-1477: bad request.",
+    "codes.md": "# Status codes\n\nQKX-7141 means the token expired. ZXQ-7714 means the quota is exhausted.",
     "network.md": "# Networking\n\nA slow connection usually comes from packet loss on the uplink. "
     "Check cables and the switch.",
     "billing.md": "# Billing\n\nInvoices are issued on the first business day of each month. "
@@ -44,8 +46,8 @@ def names(hits: list[Hit]) -> list[str]:
 
 def test_hybrid_finds_an_exact_identifier_that_vector_search_misses(app) -> None:
     question = "QZX-7741"
-    assert names(app.engine.retrieve(question, k=1, mode="vector")) != ["errors.md"]
-    assert names(app.engine.retrieve(question, k=1, mode="bm25")) == ["errors.md"]
+    assert "errors.md" not in names(app.engine.retrieve(question, k=2, mode="vector"))
+    assert names(app.engine.retrieve(question, k=5, mode="bm25")) == ["errors.md"]
     assert names(app.engine.retrieve(question, k=1, mode="hybrid")) == ["errors.md"]
 
 
@@ -53,7 +55,7 @@ def test_hybrid_finds_a_paraphrase_that_bm25_misses(app) -> None:
     question = "when do I get charged?"
     assert "billing.md" not in names(app.engine.retrieve(question, k=1, mode="bm25"))
     assert names(app.engine.retrieve(question, k=1, mode="vector")) == ["billing.md"]
-    assert "billing.md" in names(app.engine.retrieve(question, k=2, mode="hybrid"))
+    assert names(app.engine.retrieve(question, k=1, mode="hybrid")) == ["billing.md"]
 
 
 def test_filters_language_source_and_tags(app) -> None:
@@ -62,7 +64,7 @@ def test_filters_language_source_and_tags(app) -> None:
     assert names(app.engine.retrieve(question, k=1, filters={"language": "es"})) == ["gatos.md"]
     assert names(app.engine.retrieve(question, k=10, filters={"team": "sales"})) == ["gatos.md"]
     ops = names(app.engine.retrieve(question, k=10, filters={"team": "ops"}))
-    assert "gatos.md" not in ops and len(ops) == 6
+    assert "gatos.md" not in ops and len(ops) == 7
     source = next(h.chunk.doc_id for h in app.engine.retrieve("passports", k=1))
     assert names(app.engine.retrieve(question, k=5, filters={"source": source})) == ["travel.md"]
 
