@@ -86,12 +86,15 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], tags: tuple[str, ...],
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[chunks]} chunks"), TimeRemainingColumn())
+                       TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.0f}/s"), TimeRemainingColumn())
             with Progress(*columns, transient=True) as bar:
-                task = bar.add_task("ingesting", total=count_items(files), chunks=0)
-                report = app.ingestor.run(
-                    items, tags=tag_pairs, progress=lambda d, c: bar.update(task, completed=d, chunks=c)
-                )
+                task = bar.add_task("ingesting", total=count_items(files), chunks=0, rate=0.0)
+
+                def show(done: int, chunks: int) -> None:
+                    elapsed = bar.tasks[task].elapsed or 0.0
+                    bar.update(task, completed=done, chunks=chunks, rate=chunks / elapsed if elapsed else 0.0)
+
+                report = app.ingestor.run(items, tags=tag_pairs, progress=show)
         else:
             report = app.ingestor.run(items, tags=tag_pairs)
         for doc_id, reason in report.failed:
