@@ -28,6 +28,7 @@ def make_app(tmp_path: Path, minilm: MiniLMEmbedder) -> Callable[..., Ragline]:
     def build(**overrides: Any) -> Ragline:
         overrides.setdefault("home", tmp_path / "home")
         overrides.setdefault("chat_model", "extractive")
+        overrides.setdefault("cache", False)
         app = Ragline(Settings(**overrides))
         if app.settings.embedder == "minilm":
             app.__dict__["embedder"] = minilm

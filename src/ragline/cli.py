@@ -111,6 +111,10 @@ def _print_sources(answer: Any) -> None:
         click.echo(f" {mark}[{s.number}] {s.doc_id}{where} (score {s.score:.3f})")
     if answer.invalid_citations:
         click.echo(f"({answer.invalid_citations} citation(s) to sources that were not retrieved were removed)")
+    if answer.partial:
+        click.echo(f"(partial answer: {answer.partial_reason})")
+    if answer.cache == "hit":
+        click.echo("(answered from the cache)")
 
 
 def _stream_answer(app: Any, query: Any, as_json: bool) -> Any:
@@ -141,16 +145,20 @@ def _stream_answer(app: Any, query: Any, as_json: bool) -> Any:
 @click.option("--mode", type=click.Choice(["hybrid", "vector", "bm25"]), help="Retrieval mode.")
 @click.option("--max-tokens", type=int, help="Answer length limit in tokens.")
 @click.option("--show-prompt", is_flag=True, help="Print the exact prompt sent to the model first.")
+@click.option("--deadline", type=float, help="Seconds for the whole answer; then it is returned partial.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the answer cache.")
 @click.pass_context
 def ask(ctx: click.Context, question: str, as_json: bool, where: tuple[str, ...], k: int | None,
-        model: str | None, mode: str | None, max_tokens: int | None, show_prompt: bool) -> None:
+        model: str | None, mode: str | None, max_tokens: int | None, show_prompt: bool,
+        deadline: float | None, no_cache: bool) -> None:
     """Answer a question from the ingested documents, streaming tokens, then the sources."""
     from .engine import Query
 
     with _errors():
-        app = _app(ctx, chat_model=model, k=k, retrieval=mode, max_tokens=max_tokens)
+        app = _app(ctx, chat_model=model, k=k, retrieval=mode, max_tokens=max_tokens, deadline=deadline)
         s = app.settings
-        query = Query(question, _pairs(where, "--where"), s.k, s.retrieval, max_tokens=s.max_tokens)
+        query = Query(question, _pairs(where, "--where"), s.k, s.retrieval, max_tokens=s.max_tokens,
+                      deadline=s.deadline, use_cache=not no_cache)
         if show_prompt:
             app.engine.check(query)
             hits = app.engine.retrieve(question, k=query.k, mode=query.mode, filters=query.filters)
@@ -184,7 +192,7 @@ def chat(ctx: click.Context, model: str | None, where: tuple[str, ...]) -> None:
                 continue
             try:
                 query = Query(question, filters, app.settings.k, app.settings.retrieval, tuple(history[-4:]),
-                              app.settings.max_tokens)
+                              app.settings.max_tokens, app.settings.deadline)
                 answer = _stream_answer(app, query, False)
             except InputError as err:
                 click.echo(f"error: {err}", err=True)
@@ -227,6 +235,34 @@ def remove(ctx: click.Context, doc_ids: tuple[str, ...]) -> None:
                 click.echo(f"removed {d}")
         if missing:
             raise NotFoundError(f"no such document: {', '.join(missing)} (see `ragline ls`)")
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """Inspect or clear the answer cache."""
+
+
+@cache_group.command("stats")
+@click.pass_context
+def cache_stats(ctx: click.Context) -> None:
+    """Cached answers stored (live and expired) and the tenant's index version."""
+    with _errors():
+        app = _app(ctx)
+        stats = app.cache.stats() if app.cache is not None else {"enabled": 0}
+        stats["index_version"] = app.registry.index_version(app.settings.tenant)
+        click.echo(json.dumps(stats))
+
+
+@cache_group.command("clear")
+@click.pass_context
+def cache_clear(ctx: click.Context) -> None:
+    """Drop every cached answer of this tenant."""
+    from .cache import AnswerCache
+
+    with _errors():
+        app = _app(ctx)
+        removed = AnswerCache(app.registry).clear(app.settings.tenant)
+        click.echo(f"cleared {removed} cached answer(s)")
 
 
 @cli.group("eval")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from .cache import AnswerCache
 from .chunking import Chunker
 from .embedding import make_embedder
 from .engine import Engine
@@ -64,9 +65,16 @@ class Ragline:
     @cached_property
     def generator(self) -> ChatModel | Answerer:
         """The chat model or extractive answerer."""
-        from .chat import make_chat_model
+        from .chat import make_generator
 
-        return make_chat_model(self.settings, self.embedder)
+        return make_generator(self.settings, self.embedder)
+
+    @cached_property
+    def cache(self) -> AnswerCache | None:
+        """The answer cache (None when disabled)."""
+        if not self.settings.cache:
+            return None
+        return AnswerCache(self.registry, ttl=self.settings.cache_ttl, size=self.settings.cache_size)
 
     @cached_property
     def engine(self) -> Engine:
@@ -74,5 +82,5 @@ class Ragline:
         return Engine(
             store=self.store, embedder=self.embedder, generator=self.generator, tenant=self.settings.tenant,
             query_cache_size=self.settings.query_cache_size, max_question_chars=self.settings.max_question_chars,
-            rrf_k=self.settings.rrf_k,
+            rrf_k=self.settings.rrf_k, cache=self.cache, cache_conversations=self.settings.cache_conversations,
         )

@@ -10,21 +10,26 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from .cache import AnswerCache
 from .citations import check_citations
 from .embedding import QueryEmbeddingCache
-from .errors import InputError
+from .errors import InputError, ModelUnavailableError
 from .prompts import build_messages
+from .resilience import DeadlineExceededError
 from .store import LanceStore, fuse
 from .types import (
     Answer,
     Answerer,
     ChatModel,
+    Deadline,
     Done,
     Embedder,
     Event,
     Hit,
     Message,
+    ModelEvent,
     Source,
     Sources,
     Token,
@@ -46,11 +51,52 @@ class Query:
     mode: str = "hybrid"
     history: Sequence[Message] = ()
     max_tokens: int = 256
+    deadline: float | None = None  # seconds for the whole answer; at the deadline the answer is partial
+    use_cache: bool = True
 
 
 def log_stage(stage: str, seconds: float, **extra: object) -> None:
     """One structured log line per stage, with its duration."""
     log.info(json.dumps({"stage": stage, "ms": round(seconds * 1000, 1), **extra}, default=str))
+
+
+@dataclass(slots=True)
+class _Generation:
+    """The state of one answer being generated: text so far, usage, timings, and why it stopped early."""
+
+    query: Query
+    timings: dict[str, float]
+    parts: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    reason: str = ""
+
+    def lap(self, stage: str, since: float, **extra: object) -> None:
+        """Record and log a stage that began at ``since``."""
+        self.timings[stage] = time.perf_counter() - since
+        log_stage(stage, self.timings[stage], **extra)
+
+    def consume(self, tokens: Iterator[ModelEvent], deadline: Deadline | None, since: float) -> Iterator[Token]:
+        """Pass tokens through until the model ends, the deadline passes, or the model fails for good."""
+        try:
+            for event in tokens:
+                if isinstance(event, Token):
+                    if not self.parts:
+                        self.lap("first_token", since)
+                    self.parts.append(event.text)
+                    yield event
+                elif isinstance(event, UsageEvent):
+                    self.usage = event.usage
+                if deadline is not None and deadline.expired():
+                    self.reason = f"the deadline of {self.query.deadline:g} s was reached"
+                    break
+        except ModelUnavailableError as err:  # retries and failover are spent: keep what was said
+            if not self.parts and not isinstance(err, DeadlineExceededError):
+                raise
+            self.reason = str(err)
+        finally:
+            close = getattr(tokens, "close", None)
+            if close is not None:
+                close()  # stop the model now, not when the generator is collected
 
 
 class Engine:
@@ -66,6 +112,8 @@ class Engine:
         query_cache_size: int = 1024,
         max_question_chars: int = 4000,
         rrf_k: int = 60,
+        cache: AnswerCache | None = None,
+        cache_conversations: bool = False,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -74,6 +122,8 @@ class Engine:
         self.queries = QueryEmbeddingCache(embedder, query_cache_size)
         self.max_question_chars = max_question_chars
         self.rrf_k = rrf_k
+        self.cache = cache
+        self.cache_conversations = cache_conversations
 
     def check(self, query: Query) -> None:
         """Refuse questions that cannot be served, saying why."""
@@ -118,14 +168,29 @@ class Engine:
             budget_tokens=budget, count_tokens=self.embedder.count_tokens,
         )
 
+    def _cache_key(self, query: Query) -> str | None:
+        if self.cache is None or not query.use_cache or (query.history and not self.cache_conversations):
+            return None
+        return self.cache.key(question=query.question, filters=query.filters, k=query.k, mode=query.mode,
+                              tenant=self.tenant, model=self.generator.name)
+
     def stream(self, query: Query) -> Iterator[Event]:
-        """Sources, then answer tokens as they come, then Done with the checked answer."""
+        """Sources, then answer tokens as they come, then Done with the checked answer.
+
+        A cache hit answers without touching the store or the model. At the deadline, or when the model fails
+        after it began to answer, the text so far is returned marked partial, with the reason.
+        """
         self.check(query)
-        timings: dict[str, float] = {}
         started = time.perf_counter()
+        key = self._cache_key(query)
+        cached = self.cache.get(key) if key is not None and self.cache is not None else None
+        if cached is not None:
+            yield from self._replay(cached, started)
+            return
+        deadline = Deadline.after(query.deadline)
+        run = _Generation(query=query, timings={})
         hits = self.retrieve(query.question, k=query.k, mode=query.mode, filters=query.filters)
-        timings["retrieve"] = time.perf_counter() - started
-        log_stage("retrieve", timings["retrieve"], hits=len(hits), mode=query.mode)
+        run.lap("retrieve", started, hits=len(hits), mode=query.mode)
 
         mark = time.perf_counter()
         sources = self.sources(hits)
@@ -133,39 +198,40 @@ class Engine:
             tokens = self.generator.answer(query.question, sources)
         else:
             messages, sources = self.prompt(query, sources)
-            tokens = self.generator.stream(messages, max_tokens=query.max_tokens)
-        timings["prompt"] = time.perf_counter() - mark
-        log_stage("prompt", timings["prompt"], sources=len(sources))
+            tokens = self.generator.stream(messages, max_tokens=query.max_tokens, deadline=deadline)
+        run.lap("prompt", mark, sources=len(sources))
         yield Sources(sources)
 
         mark = time.perf_counter()
-        parts: list[str] = []
-        usage = Usage()
         if sources:
-            for event in tokens:
-                if isinstance(event, Token):
-                    if not parts:
-                        timings["first_token"] = time.perf_counter() - mark
-                        log_stage("first_token", timings["first_token"])
-                    parts.append(event.text)
-                    yield event
-                elif isinstance(event, UsageEvent):
-                    usage = event.usage
+            yield from run.consume(tokens, deadline, mark)
         else:
-            parts.append("I don't know: no documents match this question.")
-            yield Token(parts[0])
-        timings["generate"] = time.perf_counter() - mark
-        log_stage("generate", timings["generate"], completion_tokens=usage.completion_tokens)
+            run.parts.append("I don't know: no documents match this question.")
+            yield Token(run.parts[0])
+        run.lap("generate", mark, completion_tokens=run.usage.completion_tokens)
 
-        text, citations, invalid = check_citations("".join(parts).strip(), sources)
-        timings["total"] = time.perf_counter() - started
-        log_stage("total", timings["total"], citations=len(citations), invalid_citations=invalid)
-        yield Done(
-            Answer(
-                question=query.question, text=text, sources=sources, citations=citations,
-                invalid_citations=invalid, model=self.generator.name, usage=usage, timings=timings,
-            )
+        text, citations, invalid = check_citations("".join(run.parts).strip(), sources)
+        run.lap("total", started, citations=len(citations), invalid_citations=invalid, partial=bool(run.reason))
+        attempts = getattr(self.generator, "attempts", [])
+        answer = Answer(
+            question=query.question, text=text, sources=sources, citations=citations,
+            invalid_citations=invalid, model=self.generator.name, usage=run.usage, timings=run.timings,
+            partial=bool(run.reason), partial_reason=run.reason, cache="off" if key is None else "miss",
+            attempts=[{"model": a.model, "outcome": a.outcome, "waited_s": round(a.waited, 3)} for a in attempts],
         )
+        if key is not None and self.cache is not None and not answer.partial:
+            self.cache.put(key, self.tenant, answer.as_dict())
+        yield Done(answer)
+
+    @staticmethod
+    def _replay(cached: dict[str, Any], started: float) -> Iterator[Event]:
+        answer = Answer.from_dict(cached)
+        answer.cache = "hit"
+        answer.timings = {"total": time.perf_counter() - started}
+        log_stage("cache", answer.timings["total"], cache="hit")
+        yield Sources(answer.sources)
+        yield Token(answer.text)
+        yield Done(answer)
 
     def ask(self, query: Query) -> Answer:
         """The whole answer at once."""

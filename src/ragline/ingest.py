@@ -221,6 +221,7 @@ class Ingestor:
         self._write(batch, known, report)
         if report.added or report.updated:
             self.store.refresh_indexes()
+            self.registry.bump_index_version(self.tenant)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -266,4 +267,5 @@ class Ingestor:
             return False
         self.store.delete_document(self.tenant, doc_id)
         self.registry.delete(self.tenant, doc_id)
+        self.registry.bump_index_version(self.tenant)
         return True

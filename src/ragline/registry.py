@@ -26,6 +26,12 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (tenant, doc_id)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
 """
 
 
@@ -117,6 +123,52 @@ class SQLiteRegistry:
         """Record a fact about the index."""
         with self._lock:
             self._db().execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def index_version(self, tenant: str) -> int:
+        """A counter that every ingest or delete for the tenant bumps (part of the answer-cache key)."""
+        return int(self.get_meta(f"index_version:{tenant}") or 0)
+
+    def bump_index_version(self, tenant: str) -> int:
+        """Mark the tenant's index as changed: cached answers for the old version are never served again."""
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (f"index_version:{tenant}",)).fetchone()
+            version = int(row[0]) + 1 if row else 1
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"index_version:{tenant}", str(version)))
+            db.execute("DELETE FROM answers WHERE tenant = ?", (tenant,))
+            db.execute("COMMIT")
+        return version
+
+    def answer_get(self, key: str, at: float) -> str | None:
+        """A cached answer's JSON, unless expired."""
+        with self._lock:
+            row = self._db().execute(
+                "SELECT value FROM answers WHERE key = ? AND expires_at > ?", (key, at)
+            ).fetchone()
+        return row[0] if row else None
+
+    def answer_put(self, key: str, tenant: str, value: str, expires_at: float) -> None:
+        """Store an answer's JSON until ``expires_at``."""
+        with self._lock:
+            self._db().execute("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)", (key, tenant, value, expires_at))
+
+    def answer_clear(self, tenant: str | None = None) -> int:
+        """Drop cached answers (of one tenant, or all); returns how many."""
+        with self._lock:
+            if tenant is None:
+                cur = self._db().execute("DELETE FROM answers")
+            else:
+                cur = self._db().execute("DELETE FROM answers WHERE tenant = ?", (tenant,))
+        return cur.rowcount
+
+    def answer_count(self, at: float) -> tuple[int, int]:
+        """(live, expired) cached answers."""
+        with self._lock:
+            live, expired = self._db().execute(
+                "SELECT COALESCE(SUM(expires_at > ?), 0), COALESCE(SUM(expires_at <= ?), 0) FROM answers", (at, at)
+            ).fetchone()
+        return int(live), int(expired)
 
     def close(self) -> None:
         """Close the connection."""

@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the key")
     request_timeout: float = Field(30.0, gt=0, description="client read timeout for remote models, seconds")
+    fallback_models: list[str] = Field(
+        default_factory=list,
+        description="models tried in order when the main one keeps failing: 'local' or 'openai:MODEL[@BASE_URL]'",
+    )
+    retry_attempts: int = Field(3, ge=1, le=10, description="attempts per model for throttling and transient faults")
+    retry_base_delay: float = Field(0.5, ge=0, description="first backoff cap, seconds (doubles each retry)")
+    retry_max_delay: float = Field(8.0, ge=0, description="largest backoff cap, seconds")
+    deadline: float | None = Field(120.0, gt=0, description="seconds for a whole answer; then it is partial")
+
+    cache: bool = Field(True, description="cache answers (keyed by question, filters, model, index version)")
+    cache_ttl: float = Field(86400.0, gt=0, description="seconds a cached answer lives")
+    cache_size: int = Field(256, ge=0, description="answers kept in memory in front of the registry")
+    cache_conversations: bool = Field(False, description="also cache turns that carry conversation history")
 
     max_question_chars: int = Field(4000, ge=1)
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import threading
+import time
 from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from .types import Message, ModelEvent, Token, Usage, UsageEvent, Vectors
+from .types import Deadline, Message, ModelEvent, Token, Usage, UsageEvent, Vectors
 
 _WORD = re.compile(r"\w+")
 
@@ -40,7 +44,9 @@ class EchoChatModel:
     name = "echo"
     context_tokens = 4096
 
-    def stream(self, messages: Sequence[Message], *, max_tokens: int) -> Iterator[ModelEvent]:
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, deadline: Deadline | None = None
+    ) -> Iterator[ModelEvent]:
         """Yield the answer word by word."""
         match = re.search(r"^\[1\] [^\n]*\n([^\n]+)", messages[-1].content, re.MULTILINE)
         text = f"{match.group(1).split('. ')[0].rstrip('.')} [1]." if match else "I don't know."
@@ -48,3 +54,81 @@ class EchoChatModel:
         for n, word in enumerate(words):
             yield Token(word if n == 0 else " " + word)
         yield UsageEvent(Usage(sum(len(m.content.split()) for m in messages), len(words)))
+
+
+class FaultyOpenAIServer:
+    """An OpenAI-compatible chat server on 127.0.0.1 that misbehaves on command, for resilience tests.
+
+    ``script`` is consumed one entry per request (the last entry repeats): ``ok``; an HTTP status such as
+    ``429``, ``500`` or ``400``; ``delay:S`` (wait S seconds before answering); ``drop:N`` (send N tokens, then
+    cut the connection); ``stall:N:S`` (send N tokens, then go silent for S seconds). Requests are recorded with
+    their arrival time.
+    """
+
+    answer = ("Amazon", " Lex", " builds", " chatbots", " [1].")
+
+    def __init__(self, script: Sequence[str] = ("ok",)) -> None:
+        self.script = list(script)
+        self.requests: list[tuple[float, dict[str, object]]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                """Quiet."""
+
+            def do_POST(self) -> None:
+                """Answer one chat completion as the script says."""
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                owner.requests.append((time.monotonic(), body))
+                step = owner.script.pop(0) if len(owner.script) > 1 else owner.script[0]
+                kind, _, arg = step.partition(":")
+                if kind.isdigit():
+                    data = json.dumps({"error": {"message": f"injected {kind}"}}).encode()
+                    self.send_response(int(kind))
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                if kind == "delay":
+                    time.sleep(float(arg))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                limit = int(arg.split(":")[0]) if kind in ("drop", "stall") else len(owner.answer)
+                for piece in owner.answer[:limit]:
+                    self._event({"choices": [{"delta": {"content": piece}}]})
+                if kind == "drop":
+                    self.wfile.write(b"data: {\"choices\": [{\"delta\": {\"content\"")  # cut mid-event
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if kind == "stall":
+                    time.sleep(float(arg.split(":")[1]))
+                self._event({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": limit}})
+                self.wfile.write(b"data: [DONE]\n\n")
+
+            def _event(self, payload: dict[str, object]) -> None:
+                self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+                self.wfile.flush()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """The server's ``/v1`` base URL."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> FaultyOpenAIServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -124,13 +125,17 @@ class Answer:
     usage: Usage = field(default_factory=Usage)
     timings: dict[str, float] = field(default_factory=dict)
     partial: bool = False
+    partial_reason: str = ""
+    cache: str = "off"  # "hit", "miss" or "off"
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "question": self.question,
             "answer": self.text,
-            "citations": [{"number": c.number, "doc_id": c.doc_id} for c in self.citations],
+            "citations": [{"number": c.number, "doc_id": c.doc_id, "start": c.start, "end": c.end}
+                          for c in self.citations],
             "invalid_citations": self.invalid_citations,
             "sources": [s.as_dict() for s in self.sources],
             "model": self.model,
@@ -138,7 +143,28 @@ class Answer:
                       "completion_tokens": self.usage.completion_tokens},
             "timings_ms": {k: round(v * 1000, 1) for k, v in self.timings.items()},
             "partial": self.partial,
+            "partial_reason": self.partial_reason,
+            "cache": self.cache,
+            "attempts": self.attempts,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
+        """The inverse of ``as_dict`` (for cached answers)."""
+        sources = [Source(**s) for s in data["sources"]]
+        return cls(
+            question=data["question"],
+            text=data["answer"],
+            sources=sources,
+            citations=[Citation(**c) for c in data["citations"]],
+            invalid_citations=data["invalid_citations"],
+            model=data["model"],
+            usage=Usage(**data["usage"]),
+            timings={k: v / 1000 for k, v in data["timings_ms"].items()},
+            partial=data["partial"],
+            partial_reason=data.get("partial_reason", ""),
+            cache=data.get("cache", "off"),
+        )
 
 
 # Stream events: every interface only translates these.
@@ -194,6 +220,26 @@ class Message:
     content: str
 
 
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A point in monotonic time by which an answer must be complete."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float | None) -> Deadline | None:
+        """A deadline ``seconds`` from now (None: no deadline)."""
+        return None if seconds is None else cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left (negative once passed)."""
+        return self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        """True once the deadline has passed."""
+        return self.remaining() <= 0
+
+
 # Seams.
 @runtime_checkable
 class Parser(Protocol):
@@ -224,11 +270,20 @@ class Embedder(Protocol):
 class ChatModel(Protocol):
     """Generates an answer as a stream of events from a list of messages."""
 
-    name: str
-    context_tokens: int
+    @property
+    def name(self) -> str:
+        """The model's name as answers report it."""
+        ...
 
-    def stream(self, messages: Sequence[Message], *, max_tokens: int) -> Iterator[ModelEvent]:
-        """Yield Token events, and a UsageEvent when the model reports usage."""
+    @property
+    def context_tokens(self) -> int:
+        """The model's context window, in tokens."""
+        ...
+
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, deadline: Deadline | None = None
+    ) -> Iterator[ModelEvent]:
+        """Yield Token events, and a UsageEvent when the model reports usage; give up at the deadline."""
         ...
 
 

@@ -9,9 +9,26 @@ from ..types import Answerer, ChatModel, Embedder
 PROVIDERS = ("local", "extractive", "openai")
 
 
-def make_chat_model(settings: Settings, embedder: Embedder) -> ChatModel | Answerer:
-    """Build the generator the settings name."""
-    name = settings.chat_model
+def make_generator(settings: Settings, embedder: Embedder) -> ChatModel | Answerer:
+    """The generator the settings name; chat models are wrapped in the retry and failover policy."""
+    from ..resilience import ResilientChatModel, RetryPolicy
+
+    primary = make_chat_model(settings.chat_model, settings, embedder)
+    if not isinstance(primary, ChatModel):
+        return primary
+    chain = [primary]
+    for spec in settings.fallback_models:
+        model = make_chat_model(spec, settings, embedder)
+        if not isinstance(model, ChatModel):
+            raise ConfigError(f"fallback {spec!r} is not a chat model; use 'local' or 'openai:MODEL[@BASE_URL]'")
+        chain.append(model)
+    policy = RetryPolicy(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay)
+    return ResilientChatModel(chain, policy)
+
+
+def make_chat_model(spec: str, settings: Settings, embedder: Embedder) -> ChatModel | Answerer:
+    """One generator from its name: local, extractive, openai, or openai:MODEL[@BASE_URL]."""
+    name, _, rest = spec.partition(":")
     if name == "local":
         from .llama import LlamaChatModel
 
@@ -26,8 +43,9 @@ def make_chat_model(settings: Settings, embedder: Embedder) -> ChatModel | Answe
     if name == "openai":
         from .openai import OpenAIChatModel
 
+        model, _, base_url = rest.partition("@")
         return OpenAIChatModel(
-            base_url=settings.openai_base_url, model=settings.openai_model,
+            base_url=base_url or settings.openai_base_url, model=model or settings.openai_model,
             api_key_env=settings.openai_api_key_env, timeout=settings.request_timeout,
             temperature=settings.temperature,
         )
@@ -35,4 +53,4 @@ def make_chat_model(settings: Settings, embedder: Embedder) -> ChatModel | Answe
         from ..testing import EchoChatModel
 
         return EchoChatModel()
-    raise ConfigError(choices_message("chat model provider", str(name), PROVIDERS))
+    raise ConfigError(choices_message("chat model provider", spec, PROVIDERS))

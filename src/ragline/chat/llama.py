@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelError
-from ..types import Message, ModelEvent, Token, Usage, UsageEvent
+from ..types import Deadline, Message, ModelEvent, Token, Usage, UsageEvent
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -57,8 +57,10 @@ class LlamaChatModel:
                 raise ModelError(f"llama.cpp could not load {self.path}: {err}") from err
         return self._llm
 
-    def stream(self, messages: Sequence[Message], *, max_tokens: int) -> Iterator[ModelEvent]:
-        """Stream the model's reply token by token."""
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, deadline: Deadline | None = None
+    ) -> Iterator[ModelEvent]:
+        """Stream the model's reply token by token; stop at the deadline (the caller marks the answer partial)."""
         with self._lock:
             llm = self._load()
             llm.reset()
@@ -73,4 +75,6 @@ class LlamaChatModel:
                 if delta:
                     completion += 1
                     yield Token(delta)
+                if deadline is not None and deadline.expired():
+                    break
             yield UsageEvent(Usage(prompt_tokens=max(llm.n_tokens - completion, 0), completion_tokens=completion))

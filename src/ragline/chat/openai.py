@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from ..errors import ConfigError, ModelError, ModelUnavailableError
-from ..types import Message, ModelEvent, Token, Usage, UsageEvent
+from ..types import Deadline, Message, ModelEvent, Token, Usage, UsageEvent
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
@@ -27,15 +27,23 @@ class OpenAIChatModel:
         self.context_tokens = context_tokens
         self._api_key_env = api_key_env
         self._temperature = temperature
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._read_timeout = timeout
+        self._connect_timeout = min(timeout, 5.0)
+        self._timeout = httpx.Timeout(timeout, connect=self._connect_timeout)
         self._transport = transport
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self._api_key_env, "")
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def stream(self, messages: Sequence[Message], *, max_tokens: int) -> Iterator[ModelEvent]:
-        """Stream the reply; HTTP and network failures become ModelError / ModelUnavailableError."""
+    def stream(
+        self, messages: Sequence[Message], *, max_tokens: int, deadline: Deadline | None = None
+    ) -> Iterator[ModelEvent]:
+        """Stream the reply; HTTP and network failures become ModelError / ModelUnavailableError.
+
+        The read timeout never exceeds what is left of the deadline, so a stalled server cannot hold the caller
+        past it.
+        """
         body: dict[str, Any] = {
             "model": self.name,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -45,8 +53,12 @@ class OpenAIChatModel:
             "stream_options": {"include_usage": True},
         }
         url = f"{self.base_url}/chat/completions"
+        timeout = self._timeout
+        if deadline is not None:
+            left = max(deadline.remaining(), 0.001)
+            timeout = httpx.Timeout(min(self._read_timeout, left), connect=min(self._connect_timeout, left))
         try:
-            with httpx.Client(timeout=self._timeout, transport=self._transport) as client, client.stream(
+            with httpx.Client(timeout=timeout, transport=self._transport) as client, client.stream(
                 "POST", url, json=body, headers=self._headers()
             ) as response:
                 if response.status_code >= 400:
@@ -79,8 +91,8 @@ class OpenAIChatModel:
                 return
             try:
                 payload = json.loads(data)
-            except json.JSONDecodeError as err:
-                raise ModelError(f"malformed stream event from the model: {data[:100]!r}") from err
+            except json.JSONDecodeError as err:  # most often a connection cut in the middle of an event
+                raise ModelUnavailableError(f"the stream was cut off or garbled: {data[:100]!r}") from err
             for choice in payload.get("choices") or []:
                 content = (choice.get("delta") or {}).get("content")
                 if content:
@@ -88,3 +100,4 @@ class OpenAIChatModel:
             usage = payload.get("usage")
             if usage:
                 yield UsageEvent(Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))))
+        raise ModelUnavailableError("the stream ended without [DONE]: the connection was closed mid-answer")
