@@ -29,6 +29,8 @@ setup: llama-wheel
 dev: llama-wheel
 	$(UV) sync --frozen --inexact --no-install-package llama-cpp-python
 	$(UV) pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	# asl-validator (npm) checks the Step Functions definitions that `ragline workflow export` writes.
+	npm ci --prefix tools/asl --no-audit --no-fund --loglevel=error
 
 run: setup
 	$(UV) run --no-sync ragline ingest samples/amazon-lex-developer-guide.jsonl.gz

@@ -265,6 +265,56 @@ def cache_clear(ctx: click.Context) -> None:
         click.echo(f"cleared {removed} cached answer(s)")
 
 
+@cli.group("workflow")
+def workflow_group() -> None:
+    """Prompt chains and parallel prompts as data (YAML): run locally, or export to AWS Step Functions."""
+
+
+@workflow_group.command("run")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--input", "input_json", default="{}", help="The workflow's input, as a JSON object.")
+@click.option("--sequential", is_flag=True, help="One model call at a time (to compare with the parallel run).")
+@click.option("--no-cache", is_flag=True, help="Ignore the workflow's cache block.")
+@click.pass_context
+def workflow_run(ctx: click.Context, file: Path, input_json: str, sequential: bool, no_cache: bool) -> None:
+    """Run a workflow with asyncio and print its result (outputs, timings per step) as JSON."""
+    from .chat import workflow_models
+    from .workflow import load_workflow, run_workflow
+
+    with _errors():
+        try:
+            inputs = json.loads(input_json)
+        except json.JSONDecodeError as err:
+            raise InputError(f"--input is not valid JSON: {err}") from err
+        if not isinstance(inputs, dict):
+            raise InputError("--input must be a JSON object")
+        workflow = load_workflow(file)
+        app = _app(ctx)
+        models = workflow_models(app.settings, app.embedder, workflow.max_concurrency)
+        cache = None if no_cache else app.registry
+        result = run_workflow(workflow, inputs, models, cache=cache, sequential=sequential)
+        click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+
+
+@workflow_group.command("export")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--bedrock-model", default=None, help="Bedrock model id for steps that name a local model.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the definition here (default stdout).")
+def workflow_export(file: Path, bedrock_model: str | None, output: Path | None) -> None:
+    """Write the AWS Step Functions state machine (ASL JSON) that runs the workflow on Bedrock."""
+    from .asl import DEFAULT_BEDROCK_MODEL, export_asl
+    from .workflow import load_workflow
+
+    with _errors():
+        definition = json.dumps(export_asl(load_workflow(file), bedrock_model=bedrock_model or DEFAULT_BEDROCK_MODEL),
+                                indent=2)
+        if output is None:
+            click.echo(definition)
+        else:
+            output.write_text(definition + "\n", encoding="utf-8")
+            click.echo(f"wrote {output}")
+
+
 @cli.group("eval")
 def eval_group() -> None:
     """Measure retrieval (and later answer) quality."""

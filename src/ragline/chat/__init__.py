@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from ..errors import ConfigError, choices_message
 from ..settings import Settings
 from ..types import Answerer, ChatModel, Embedder
+
+if TYPE_CHECKING:
+    from ..workflow import RetrySpec
 
 PROVIDERS = ("local", "extractive", "openai")
 
@@ -26,7 +32,28 @@ def make_generator(settings: Settings, embedder: Embedder) -> ChatModel | Answer
     return ResilientChatModel(chain, policy)
 
 
-def make_chat_model(spec: str, settings: Settings, embedder: Embedder) -> ChatModel | Answerer:
+def workflow_models(settings: Settings, embedder: Embedder, concurrency: int) -> Callable[[str, RetrySpec], ChatModel]:
+    """Models for workflow steps by name, each call wrapped in the step's retry policy.
+
+    One model object per name serves every step; a local model keeps ``concurrency`` llama.cpp instances so
+    parallel branches really run at the same time.
+    """
+    from ..resilience import ResilientChatModel, RetryPolicy
+
+    models: dict[str, ChatModel] = {}
+
+    def model_for(spec: str, retry: RetrySpec) -> ChatModel:
+        if spec not in models:
+            model = make_chat_model(spec, settings, embedder, instances=concurrency)
+            if not isinstance(model, ChatModel):
+                raise ConfigError(f"workflow steps need a chat model, not {spec!r}")
+            models[spec] = model
+        return ResilientChatModel([models[spec]], RetryPolicy(retry.max_attempts, retry.base_delay, retry.max_delay))
+
+    return model_for
+
+
+def make_chat_model(spec: str, settings: Settings, embedder: Embedder, instances: int = 1) -> ChatModel | Answerer:
     """One generator from its name: local, extractive, openai, or openai:MODEL[@BASE_URL]."""
     name, _, rest = spec.partition(":")
     if name == "local":
@@ -34,7 +61,7 @@ def make_chat_model(spec: str, settings: Settings, embedder: Embedder) -> ChatMo
 
         return LlamaChatModel(
             settings.gguf_path, n_ctx=settings.n_ctx, threads=settings.n_threads,
-            temperature=settings.temperature, seed=settings.seed,
+            temperature=settings.temperature, seed=settings.seed, instances=instances,
         )
     if name == "extractive":
         from .extractive import ExtractiveAnswerer
