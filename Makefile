@@ -42,7 +42,7 @@ test: dev
 	$(UV) run --no-sync pytest
 
 lint: dev
-	$(UV) run --no-sync ruff check src tests scripts
+	$(UV) run --no-sync ruff check src tests scripts bench
 	$(UV) run --no-sync mypy --strict src/ragline
 
 eval-scifact: setup
