@@ -34,7 +34,7 @@ dev: llama-wheel
 
 run: setup
 	$(UV) run --no-sync ragline ingest samples/amazon-lex-developer-guide.jsonl.gz
-	$(UV) run --no-sync ragline ask --k 3 "$(QUESTION)"
+	$(UV) run --no-sync ragline ask "$(QUESTION)"
 	@echo
 	@echo 'Ask more:  uv run ragline ask "How do I create a bot?"   or   uv run ragline chat'
 
