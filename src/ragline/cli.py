@@ -237,6 +237,24 @@ def remove(ctx: click.Context, doc_ids: tuple[str, ...]) -> None:
             raise NotFoundError(f"no such document: {', '.join(missing)} (see `ragline ls`)")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--model", help="Generator: local, extractive or openai.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, model: str | None) -> None:
+    """Serve the HTTP API (JSON, SSE, OpenAI-compatible); OpenAPI spec at /openapi.json."""
+    import uvicorn
+
+    from .compose import Ragline
+    from .service import create_app
+
+    with _errors():
+        app = create_app(Ragline(_settings(ctx, chat_model=model)))
+        click.echo(f"ragline serving on http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs)", err=True)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 @cli.group("cache")
 def cache_group() -> None:
     """Inspect or clear the answer cache."""

@@ -17,7 +17,7 @@ from .citations import check_citations
 from .embedding import QueryEmbeddingCache
 from .errors import InputError, ModelUnavailableError
 from .prompts import build_messages
-from .resilience import DeadlineExceededError
+from .resilience import DeadlineExceededError, ResilientChatModel
 from .store import LanceStore, fuse
 from .types import (
     Answer,
@@ -194,11 +194,12 @@ class Engine:
 
         mark = time.perf_counter()
         sources = self.sources(hits)
-        if hasattr(self.generator, "answer"):
-            tokens = self.generator.answer(query.question, sources)
+        generator = self.generator.for_call() if isinstance(self.generator, ResilientChatModel) else self.generator
+        if hasattr(generator, "answer"):
+            tokens = generator.answer(query.question, sources)
         else:
             messages, sources = self.prompt(query, sources)
-            tokens = self.generator.stream(messages, max_tokens=query.max_tokens, deadline=deadline)
+            tokens = generator.stream(messages, max_tokens=query.max_tokens, deadline=deadline)
         run.lap("prompt", mark, sources=len(sources))
         yield Sources(sources)
 
@@ -212,7 +213,7 @@ class Engine:
 
         text, citations, invalid = check_citations("".join(run.parts).strip(), sources)
         run.lap("total", started, citations=len(citations), invalid_citations=invalid, partial=bool(run.reason))
-        attempts = getattr(self.generator, "attempts", [])
+        attempts = getattr(generator, "attempts", [])
         answer = Answer(
             question=query.question, text=text, sources=sources, citations=citations,
             invalid_citations=invalid, model=self.generator.name, usage=run.usage, timings=run.timings,

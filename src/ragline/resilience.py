@@ -56,6 +56,10 @@ class ResilientChatModel:
     rng: random.Random = field(default_factory=random.Random)
     attempts: list[Attempt] = field(default_factory=list)
 
+    def for_call(self) -> ResilientChatModel:
+        """A copy sharing the models but with its own attempt log, so concurrent answers do not mix logs."""
+        return ResilientChatModel(self.chain, self.policy, self.sleep, self.rng)
+
     @property
     def name(self) -> str:
         """The first model's name (the one normally answering)."""

@@ -1,0 +1,217 @@
+"""The ASGI app: query (JSON and SSE), OpenAI-compatible chat completions, documents, health and metrics.
+
+Error mapping is owned here, once: each RaglineError kind has one HTTP status, and the body always says what
+went wrong in the user's terms (``{"error": {"type", "message"}}``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from .. import errors
+from ..compose import Ragline
+from ..engine import Engine, Query
+from ..types import Answer, Message
+from .events import completion, completion_chunks, sse_stream
+from .metrics import Metrics
+
+STATUS: list[tuple[type[errors.RaglineError], int]] = [
+    (errors.InputError, 422),
+    (errors.UnsupportedTypeError, 415),
+    (errors.ParseError, 422),
+    (errors.ConfigError, 400),
+    (errors.NotFoundError, 404),
+    (errors.ModelUnavailableError, 503),
+    (errors.ModelError, 502),
+    (errors.StoreError, 500),
+]
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def status_for(err: errors.RaglineError) -> int:
+    """The HTTP status of an error."""
+    return next((code for kind, code in STATUS if isinstance(err, kind)), 500)
+
+
+class QueryRequest(BaseModel):
+    """A question for ``POST /v1/query``."""
+
+    question: str = Field(min_length=1)
+    filters: dict[str, str] = Field(default_factory=dict)
+    k: int | None = Field(None, ge=1, le=100)
+    mode: Literal["hybrid", "vector", "bm25"] | None = None
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    deadline: float | None = Field(None, gt=0, le=3600)
+    stream: bool = False
+    use_cache: bool = True
+
+
+class ChatMessage(BaseModel):
+    """One OpenAI chat message (text content, or a list of text parts)."""
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """The message's text."""
+        if isinstance(self.content, list):
+            return "".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        return self.content or ""
+
+
+class ChatCompletionRequest(BaseModel):
+    """The subset of OpenAI's chat-completions request that ragline honours (other fields are ignored)."""
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+
+
+class Service:
+    """The parts the routes share: the engines by model name, settings, and metrics."""
+
+    def __init__(self, rag: Ragline) -> None:
+        self.rag = rag
+        self.settings = rag.settings
+        self.metrics = Metrics()
+        self._engines: dict[str, Engine] = {}
+
+    @property
+    def models(self) -> list[str]:
+        """Model names served: the configured generator, and the extractive answerer (needs no model)."""
+        return ["ragline", "ragline-extractive"]
+
+    def engine(self, model: str) -> Engine:
+        """The engine answering as ``model``; an unknown name is a ConfigError listing the valid ones."""
+        if model not in self.models:
+            raise errors.ConfigError(errors.choices_message("model", model, self.models))
+        if model not in self._engines:
+            if model == "ragline":
+                self._engines[model] = self.rag.engine
+            else:
+                from ..chat.extractive import ExtractiveAnswerer
+
+                base = self.rag.engine
+                self._engines[model] = Engine(
+                    store=base.store, embedder=base.embedder, generator=ExtractiveAnswerer(base.embedder),
+                    tenant=base.tenant, max_question_chars=base.max_question_chars, rrf_k=base.rrf_k,
+                    cache=base.cache, cache_conversations=base.cache_conversations,
+                )
+        return self._engines[model]
+
+    def query(self, body: QueryRequest, history: tuple[Message, ...] = ()) -> Query:
+        """A Query from a request, with the settings' defaults."""
+        s = self.settings
+        return Query(
+            body.question, body.filters, body.k or s.k, body.mode or s.retrieval, history,
+            body.max_tokens or s.max_tokens, body.deadline or s.deadline, body.use_cache,
+        )
+
+    def done(self, answer: Answer) -> None:
+        """Record an answer's stage timings and cache outcome."""
+        self.metrics.answer(answer)
+
+
+def create_app(rag: Ragline | None = None) -> FastAPI:
+    """Build the app over one Ragline (from the settings when not given)."""
+    service = Service(rag or Ragline())
+    app = FastAPI(title="ragline", version="0.1.0",
+                  description="Answers from your own documents, with verified citations.")
+    app.state.service = service
+
+    @app.exception_handler(errors.RaglineError)
+    async def ragline_error(request: Request, err: errors.RaglineError) -> JSONResponse:
+        service.metrics.error(type(err).__name__)
+        return JSONResponse({"error": {"type": type(err).__name__, "message": str(err)}}, status_for(err))
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        service.metrics.request(request.method, path, response.status_code, time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        """Liveness: the process answers; says which generator and index it serves."""
+        return {"status": "ok", "model": service.settings.chat_model, "home": str(service.settings.home)}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus text format."""
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    @app.post("/v1/query", response_model=None)
+    def query(body: QueryRequest, request: Request) -> Any:
+        """Answer a question: JSON, or Server-Sent Events with ``stream: true`` or ``Accept: text/event-stream``."""
+        engine = service.engine("ragline")
+        q = service.query(body)
+        engine.check(q)  # refuse before the stream starts, with a proper status code
+        if body.stream or "text/event-stream" in request.headers.get("accept", ""):
+            return StreamingResponse(sse_stream(engine.stream(q), service.done), media_type="text/event-stream",
+                                     headers=SSE_HEADERS)
+        answer = engine.ask(q)
+        service.done(answer)
+        return answer.as_dict()
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        """The model names clients can ask for."""
+        return {"object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "ragline"} for m in service.models]}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    def chat_completions(body: ChatCompletionRequest) -> Any:
+        """OpenAI-compatible: the last user message is the question, earlier turns are the history."""
+        engine = service.engine(body.model)
+        turns = [m for m in body.messages if m.role in ("user", "assistant")]
+        if not turns or turns[-1].role != "user":
+            raise errors.InputError("the last message must be the user's question")
+        history = tuple(Message(m.role, m.text()) for m in turns[:-1])  # type: ignore[arg-type]
+        q = service.query(QueryRequest(question=turns[-1].text() or " ",
+                                       max_tokens=body.max_completion_tokens or body.max_tokens), history)
+        engine.check(q)
+        if body.stream:
+            return StreamingResponse(completion_chunks(engine.stream(q), body.model, service.done),
+                                     media_type="text/event-stream", headers=SSE_HEADERS)
+        answer = engine.ask(q)
+        service.done(answer)
+        return completion(answer, body.model)
+
+    @app.get("/v1/documents")
+    def list_documents(prefix: str = "") -> dict[str, Any]:
+        """The tenant's documents with status, chunk count, size and ingestion time."""
+        rows = service.rag.registry.list(service.settings.tenant, prefix)
+        return {"documents": [_doc(r) for r in rows]}
+
+    @app.get("/v1/documents/{doc_id:path}")
+    def get_document(doc_id: str) -> dict[str, Any]:
+        """One document's record."""
+        record = service.rag.registry.get(service.settings.tenant, doc_id)
+        if record is None:
+            raise errors.NotFoundError(f"no such document: {doc_id}")
+        return _doc(record)
+
+    @app.delete("/v1/documents/{doc_id:path}")
+    def delete_document(doc_id: str) -> dict[str, Any]:
+        """Remove every chunk of a document and its record."""
+        if not service.rag.ingestor.remove(doc_id):
+            raise errors.NotFoundError(f"no such document: {doc_id}")
+        return {"deleted": doc_id}
+
+    return app
+
+
+def _doc(record: Any) -> dict[str, Any]:
+    return {"doc_id": record.doc_id, "title": record.title, "status": record.status, "chunks": record.chunks,
+            "bytes": record.bytes, "ingested_at": record.ingested_at, "error": record.error}

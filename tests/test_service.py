@@ -1,0 +1,130 @@
+"""The HTTP service on a real uvicorn server on 127.0.0.1, used by real clients (httpx, the openai SDK)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from conftest import write
+
+from ragline.ingest import expand_paths, source_items
+from ragline.service import create_app
+
+LEX = (
+    "# What Is Amazon Lex?\n\nAmazon Lex is an AWS service for building conversational interfaces using voice "
+    "and text.\n\n## Pricing\n\nWith Amazon Lex you pay only for what you use.\n"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(make_app, tmp_path) -> Iterator[str]:
+    app = make_app(chat_model="extractive", cache=True)
+    write(tmp_path / "kb", "lex.md", LEX)
+    write(tmp_path / "kb", "notes.txt", "Meeting notes: the launch moved to March.")
+    app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+    config = uvicorn.Config(create_app(app), host="127.0.0.1", port=free_port(), log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{config.port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_query_json(server) -> None:
+    r = httpx.post(f"{server}/v1/query", json={"question": "What is Amazon Lex?", "k": 2}, timeout=60)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["answer"].startswith("Amazon Lex is an AWS service")
+    assert body["citations"][0]["number"] == 1 and body["sources"][0]["doc_id"].endswith("lex.md")
+    assert body["cache"] == "miss"
+    again = httpx.post(f"{server}/v1/query", json={"question": "what is amazon lex", "k": 2}, timeout=60).json()
+    assert again["cache"] == "hit"
+
+
+def test_query_server_sent_events(server) -> None:
+    events = []
+    with httpx.stream("POST", f"{server}/v1/query", json={"question": "When is the launch?", "stream": True},
+                      timeout=60) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "sources" and kinds[-2:] == ["usage", "done"] and "token" in kinds
+    text = "".join(d["text"] for k, d in events if k == "token")
+    assert "March" in text and events[-1][1]["answer"] == text.strip()
+
+
+def test_openai_sdk_against_chat_completions(server) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server}/v1", api_key="unused")
+    assert {m.id for m in client.models.list()} == {"ragline", "ragline-extractive"}
+    reply = client.chat.completions.create(
+        model="ragline", messages=[{"role": "user", "content": "What is Amazon Lex?"}])
+    assert reply.choices[0].message.content.startswith("Amazon Lex is an AWS service")
+    extra = reply.model_extra or {}
+    assert extra["sources"][0]["doc_id"].endswith("lex.md")
+    assert "[1]" in reply.choices[0].message.content  # the marker resolves to sources[0]
+    stream = client.chat.completions.create(
+        model="ragline-extractive", stream=True,
+        messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                  {"role": "user", "content": "When is the launch?"}])
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "March" in text
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert (chunks[-1].model_extra or {})["sources"]
+
+
+def test_bad_requests_get_clear_errors(server) -> None:
+    unknown = httpx.post(f"{server}/v1/chat/completions", json={
+        "model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]})
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["message"] == "unknown model 'gpt-9'; valid: ragline, ragline-extractive"
+    too_long = httpx.post(f"{server}/v1/query", json={"question": "x" * 100_000})
+    assert too_long.status_code == 422
+    assert "the question is 100,000 characters; the limit is 4,000" in too_long.json()["error"]["message"]
+    malformed = httpx.post(f"{server}/v1/query", content=b"{not json", headers={"content-type": "application/json"})
+    assert malformed.status_code == 422
+    missing = httpx.post(f"{server}/v1/query", json={"k": 3})
+    assert missing.status_code == 422 and "question" in missing.text
+    assert httpx.get(f"{server}/v1/documents/nope.md").status_code == 404
+
+
+def test_documents_health_metrics_openapi(server) -> None:
+    docs = httpx.get(f"{server}/v1/documents").json()["documents"]
+    assert len(docs) == 2 and all(d["status"] == "ready" for d in docs)
+    doc_id = next(d["doc_id"] for d in docs if d["doc_id"].endswith("notes.txt"))
+    assert httpx.get(f"{server}/v1/documents/{doc_id}").json()["chunks"] == 1
+    assert httpx.delete(f"{server}/v1/documents/{doc_id}").json() == {"deleted": doc_id}
+    assert httpx.delete(f"{server}/v1/documents/{doc_id}").status_code == 404
+    answer = httpx.post(f"{server}/v1/query", json={"question": "When is the launch?"}, timeout=60).json()
+    assert not any(s["doc_id"] == doc_id for s in answer["sources"])
+    assert httpx.get(f"{server}/healthz").json()["status"] == "ok"
+    metrics = httpx.get(f"{server}/metrics").text
+    assert 'ragline_requests_total{method="POST",route="/v1/query",status="200"}' in metrics
+    assert 'ragline_stage_seconds_count{stage="retrieve"}' in metrics
+    assert 'ragline_errors_total{type="NotFoundError"}' in metrics
+    spec = httpx.get(f"{server}/openapi.json").json()
+    assert {"/v1/query", "/v1/chat/completions", "/v1/models", "/v1/documents"} <= set(spec["paths"])
