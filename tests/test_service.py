@@ -11,10 +11,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
-from conftest import write
 
 from ragline.ingest import expand_paths, source_items
 from ragline.service import create_app
+
+from conftest import write
 
 LEX = (
     "# What Is Amazon Lex?\n\nAmazon Lex is an AWS service for building conversational interfaces using voice "

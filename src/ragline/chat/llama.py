@@ -6,6 +6,7 @@ only a carrier: ragline never imports it (nor its ``llm`` dependency), it just f
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import threading
@@ -67,10 +68,19 @@ class LlamaChatModel:
         except ValueError as err:
             raise ModelError(f"llama.cpp could not load {self.path}: {err}") from err
 
+    def close(self) -> None:
+        """Free the loaded instances now (llama.cpp's own finaliser at interpreter exit leaks a /dev/null handle)."""
+        while not self._free.empty():
+            self._free.get_nowait().close()
+        with self._lock:
+            self._created = 0
+
     def _acquire(self) -> Any:
         with self._lock:
             grow = self._free.empty() and self._created < self._instances
             if grow:
+                if self._created == 0:
+                    atexit.register(self.close)
                 self._created += 1
         if grow:
             try:
