@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from ragline.ingest import expand_paths, source_items
 from ragline.service import create_app
 
-from conftest import write
+from conftest import serve, write
 
 LEX = (
     "# What Is Amazon Lex?\n\nAmazon Lex is an AWS service for building conversational interfaces using voice "
     "and text.\n\n## Pricing\n\nWith Amazon Lex you pay only for what you use.\n"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -35,17 +25,9 @@ def server(make_app, tmp_path) -> Iterator[str]:
     write(tmp_path / "kb", "lex.md", LEX)
     write(tmp_path / "kb", "notes.txt", "Meeting notes: the launch moved to March.")
     app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
-    config = uvicorn.Config(create_app(app), host="127.0.0.1", port=free_port(), log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{config.port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    url, stop = serve(create_app(app))
+    yield url
+    stop()
 
 
 def test_query_json(server) -> None:

@@ -250,9 +250,57 @@ def serve(ctx: click.Context, host: str, port: int, model: str | None) -> None:
     from .service import create_app
 
     with _errors():
-        app = create_app(Ragline(_settings(ctx, chat_model=model)))
+        settings = _settings(ctx, chat_model=model)
+        if settings.auth == "none" and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"auth=none serves only on loopback; set RAGLINE_AUTH=api_key or jwt to bind {host}")
+        app = create_app(Ragline(settings))
         click.echo(f"ragline serving on http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs)", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """API keys for the HTTP service (RAGLINE_AUTH=api_key); each key belongs to one tenant."""
+
+
+@keys_group.command("create")
+@click.option("--tenant", "key_tenant", required=True, help="The tenant the key acts for.")
+@click.option("--name", default="", help="A label to recognise the key by.")
+@click.pass_context
+def keys_create(ctx: click.Context, key_tenant: str, name: str) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from .service.auth import create_key
+
+    with _errors():
+        key_id, key = create_key(_app(ctx).registry, key_tenant, name)
+        click.echo(f"id {key_id} for tenant {key_tenant}: {key}")
+        click.echo("Store the key now: it cannot be shown again.", err=True)
+
+
+@keys_group.command("list")
+@click.pass_context
+def keys_list(ctx: click.Context) -> None:
+    """List keys (id, tenant, name, created, revoked), never the keys themselves."""
+    import datetime as dt
+
+    with _errors():
+        for key_id, key_tenant, name, created, revoked in _app(ctx).registry.key_list():
+            when = dt.datetime.fromtimestamp(created).isoformat(timespec="seconds")
+            state = "revoked" if revoked else "active"
+            click.echo(f"{key_id}  {state:7}  {key_tenant}  {when}  {name}")
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key by its id."""
+    from .errors import NotFoundError
+
+    with _errors():
+        if not _app(ctx).registry.key_revoke(key_id):
+            raise NotFoundError(f"no active key with id {key_id}")
+        click.echo(f"revoked {key_id}")
 
 
 @cli.group("cache")

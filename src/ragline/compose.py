@@ -22,6 +22,15 @@ class Ragline:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
 
+    def for_tenant(self, tenant: str) -> Ragline:
+        """The same parts (models, store, registry, cache) acting for another tenant."""
+        if tenant == self.settings.tenant:
+            return self
+        other = Ragline(self.settings.with_overrides(tenant=tenant))
+        for shared in ("embedder", "registry", "store", "generator", "cache"):
+            other.__dict__[shared] = getattr(self, shared)
+        return other
+
     @cached_property
     def embedder(self) -> Embedder:
         """The embedding model."""

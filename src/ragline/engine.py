@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +174,7 @@ class Engine:
         return self.cache.key(question=query.question, filters=query.filters, k=query.k, mode=query.mode,
                               tenant=self.tenant, model=self.generator.name)
 
-    def stream(self, query: Query) -> Iterator[Event]:
+    def stream(self, query: Query) -> Generator[Event, None, None]:
         """Sources, then answer tokens as they come, then Done with the checked answer.
 
         A cache hit answers without touching the store or the model. At the deadline, or when the model fails

@@ -8,7 +8,9 @@ RaglineError
 ├── ModelError             a chat or embedding model failed
 │   └── ModelUnavailableError  the endpoint could not be reached, throttled, or timed out
 ├── NotFoundError          a document or resource the caller asked for does not exist (for this tenant)
+├── AuthError              missing, expired, forged or wrong-audience credentials
 └── InputError             a request that cannot be served as given (empty or oversized question)
+    └── TooLargeError      an upload over the size limit
 """
 
 from __future__ import annotations
@@ -52,10 +54,20 @@ class NotFoundError(RaglineError):
     exit_code = 3
 
 
+class AuthError(RaglineError):
+    """The caller could not be identified."""
+
+    exit_code = 4
+
+
 class InputError(RaglineError):
     """The request cannot be served as given."""
 
     exit_code = 2
+
+
+class TooLargeError(InputError):
+    """An upload or file over the configured size limit."""
 
 
 def choices_message(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:

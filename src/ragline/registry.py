@@ -6,6 +6,7 @@ re-does (content hash differs from the registry's), never a registry row without
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 import threading
 import time
@@ -26,6 +27,25 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (tenant, doc_id)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    hash TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    status TEXT NOT NULL,
+    files TEXT NOT NULL,
+    progress TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -169,6 +189,88 @@ class SQLiteRegistry:
                 "SELECT COALESCE(SUM(expires_at > ?), 0), COALESCE(SUM(expires_at <= ?), 0) FROM answers", (at, at)
             ).fetchone()
         return int(live), int(expired)
+
+    # API keys: only a hash is stored; the key itself is shown once, at creation.
+    def key_add(self, key_id: str, tenant: str, name: str, key_hash: str) -> None:
+        """Record a new API key."""
+        with self._lock:
+            self._db().execute(
+                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)", (key_id, tenant, name, key_hash, now())
+            )
+
+    def key_tenant(self, key_hash: str) -> str | None:
+        """The tenant of a live key, by hash."""
+        with self._lock:
+            row = self._db().execute(
+                "SELECT tenant FROM api_keys WHERE hash = ? AND revoked_at IS NULL", (key_hash,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def key_list(self) -> builtins.list[tuple[str, str, str, float, float | None]]:
+        """(id, tenant, name, created_at, revoked_at) of every key."""
+        with self._lock:
+            rows = self._db().execute(
+                "SELECT id, tenant, name, created_at, revoked_at FROM api_keys ORDER BY created_at"
+            ).fetchall()
+        return [tuple(r) for r in rows]
+
+    def key_revoke(self, key_id: str) -> bool:
+        """Revoke a key; False when no live key has that id."""
+        with self._lock:
+            cur = self._db().execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now(), key_id)
+            )
+        return cur.rowcount > 0
+
+    # Ingestion jobs: a durable queue.
+    def job_add(self, job_id: str, tenant: str, files: str) -> None:
+        """Queue a job (``files`` is JSON)."""
+        with self._lock:
+            self._db().execute(
+                "INSERT INTO jobs (id, tenant, status, files, created_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?)",
+                (job_id, tenant, files, now(), now()),
+            )
+
+    def job_claim(self) -> tuple[str, str, str] | None:
+        """Take the oldest queued job: (id, tenant, files JSON), now marked running."""
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT id, tenant, files FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT 1"
+            ).fetchone()
+            if row:
+                db.execute(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                    (now(), row[0]),
+                )
+            db.execute("COMMIT")
+        return (row[0], row[1], row[2]) if row else None
+
+    def job_update(self, job_id: str, *, status: str | None = None, progress: str | None = None,
+                   error: str | None = None) -> None:
+        """Record progress or an outcome."""
+        with self._lock:
+            self._db().execute(
+                "UPDATE jobs SET status = COALESCE(?, status), progress = COALESCE(?, progress), "
+                "error = COALESCE(?, error), updated_at = ? WHERE id = ?",
+                (status, progress, error, now(), job_id),
+            )
+
+    def job_get(self, tenant: str, job_id: str) -> dict[str, object] | None:
+        """A tenant's job, as a dict."""
+        with self._lock:
+            cur = self._db().execute("SELECT * FROM jobs WHERE id = ? AND tenant = ?", (job_id, tenant))
+            row = cur.fetchone()
+            names = [d[0] for d in cur.description]
+        return dict(zip(names, row, strict=True)) if row else None
+
+    def jobs_requeue_running(self) -> int:
+        """After a crash or restart: jobs left running go back to the queue."""
+        with self._lock:
+            cur = self._db().execute("UPDATE jobs SET status = 'queued', updated_at = ? WHERE status = 'running'",
+                                     (now(),))
+        return cur.rowcount
 
     def close(self) -> None:
         """Close the connection."""

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 ChatProvider = Literal["local", "extractive", "openai"]
+AuthMode = Literal["none", "api_key", "jwt"]
 RetrievalMode = Literal["hybrid", "vector", "bm25"]
 
 
@@ -69,8 +70,15 @@ class Settings(BaseSettings):
     cache_size: int = Field(256, ge=0, description="answers kept in memory in front of the registry")
     cache_conversations: bool = Field(False, description="also cache turns that carry conversation history")
 
+    auth: AuthMode = Field("none", description="none (loopback only), api_key, or jwt")
+    jwt_jwks: str | None = Field(None, description="JWKS URL or file path (RS256 signing keys)")
+    jwt_issuer: str | None = Field(None, description="required 'iss' claim, e.g. the Cognito user pool URL")
+    jwt_audience: str | None = Field(None, description="required 'aud' (or Cognito 'client_id') claim")
+    jwt_tenant_claim: str = Field("sub", description="claim that names the tenant")
+
     max_question_chars: int = Field(4000, ge=1)
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1)
+    max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="one upload request, all files together")
 
     @classmethod
     def settings_customise_sources(

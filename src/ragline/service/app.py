@@ -6,22 +6,33 @@ went wrong in the user's terms (``{"error": {"type", "message"}}``).
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from .. import errors
 from ..compose import Ragline
 from ..engine import Engine, Query
+from ..ingest import human_size
+from ..jobs import JobQueue, safe_name
+from ..parsing import SUPPORTED
 from ..types import Answer, Message
+from .auth import Authenticator
 from .events import completion, completion_chunks, sse_stream
 from .metrics import Metrics
+from .websocket import add_websocket
 
 STATUS: list[tuple[type[errors.RaglineError], int]] = [
+    (errors.AuthError, 401),
+    (errors.TooLargeError, 413),
     (errors.InputError, 422),
     (errors.UnsupportedTypeError, 415),
     (errors.ParseError, 422),
@@ -76,36 +87,43 @@ class ChatCompletionRequest(BaseModel):
 
 
 class Service:
-    """The parts the routes share: the engines by model name, settings, and metrics."""
+    """The parts the routes share: engines by (model, tenant), settings, auth, the job queue, and metrics."""
 
     def __init__(self, rag: Ragline) -> None:
         self.rag = rag
         self.settings = rag.settings
         self.metrics = Metrics()
-        self._engines: dict[str, Engine] = {}
+        self.auth = Authenticator(rag.settings, rag.registry)
+        self.jobs = JobQueue(rag)
+        self._engines: dict[tuple[str, str], Engine] = {}
 
     @property
     def models(self) -> list[str]:
         """Model names served: the configured generator, and the extractive answerer (needs no model)."""
         return ["ragline", "ragline-extractive"]
 
-    def engine(self, model: str) -> Engine:
-        """The engine answering as ``model``; an unknown name is a ConfigError listing the valid ones."""
+    def tenant(self, request: Request) -> str:
+        """The caller's tenant (401 when credentials are missing or wrong)."""
+        return self.auth.tenant(request.headers.get("authorization"))
+
+    def engine(self, model: str, tenant: str) -> Engine:
+        """The engine answering as ``model`` for ``tenant``; an unknown model is a ConfigError listing valid ones."""
         if model not in self.models:
             raise errors.ConfigError(errors.choices_message("model", model, self.models))
-        if model not in self._engines:
+        key = (model, tenant)
+        if key not in self._engines:
+            base = self.rag.for_tenant(tenant).engine
             if model == "ragline":
-                self._engines[model] = self.rag.engine
+                self._engines[key] = base
             else:
                 from ..chat.extractive import ExtractiveAnswerer
 
-                base = self.rag.engine
-                self._engines[model] = Engine(
+                self._engines[key] = Engine(
                     store=base.store, embedder=base.embedder, generator=ExtractiveAnswerer(base.embedder),
                     tenant=base.tenant, max_question_chars=base.max_question_chars, rrf_k=base.rrf_k,
                     cache=base.cache, cache_conversations=base.cache_conversations,
                 )
-        return self._engines[model]
+        return self._engines[key]
 
     def query(self, body: QueryRequest, history: tuple[Message, ...] = ()) -> Query:
         """A Query from a request, with the settings' defaults."""
@@ -123,7 +141,16 @@ class Service:
 def create_app(rag: Ragline | None = None) -> FastAPI:
     """Build the app over one Ragline (from the settings when not given)."""
     service = Service(rag or Ragline())
-    app = FastAPI(title="ragline", version="0.1.0",
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.jobs.start()
+        try:
+            yield
+        finally:
+            service.jobs.stop()
+
+    app = FastAPI(title="ragline", version="0.1.0", lifespan=lifespan,
                   description="Answers from your own documents, with verified citations.")
     app.state.service = service
 
@@ -141,6 +168,13 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
         service.metrics.request(request.method, path, response.status_code, time.perf_counter() - started)
         return response
 
+    _add_query_routes(app, service)
+    _add_document_routes(app, service)
+    add_websocket(app, service)
+    return app
+
+
+def _add_query_routes(app: FastAPI, service: Service) -> None:
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         """Liveness: the process answers; says which generator and index it serves."""
@@ -154,7 +188,7 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
     @app.post("/v1/query", response_model=None)
     def query(body: QueryRequest, request: Request) -> Any:
         """Answer a question: JSON, or Server-Sent Events with ``stream: true`` or ``Accept: text/event-stream``."""
-        engine = service.engine("ragline")
+        engine = service.engine("ragline", service.tenant(request))
         q = service.query(body)
         engine.check(q)  # refuse before the stream starts, with a proper status code
         if body.stream or "text/event-stream" in request.headers.get("accept", ""):
@@ -165,15 +199,16 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
         return answer.as_dict()
 
     @app.get("/v1/models")
-    def models() -> dict[str, Any]:
+    def models(request: Request) -> dict[str, Any]:
         """The model names clients can ask for."""
+        service.tenant(request)
         return {"object": "list",
                 "data": [{"id": m, "object": "model", "created": 0, "owned_by": "ragline"} for m in service.models]}
 
     @app.post("/v1/chat/completions", response_model=None)
-    def chat_completions(body: ChatCompletionRequest) -> Any:
+    def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         """OpenAI-compatible: the last user message is the question, earlier turns are the history."""
-        engine = service.engine(body.model)
+        engine = service.engine(body.model, service.tenant(request))
         turns = [m for m in body.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1].role != "user":
             raise errors.InputError("the last message must be the user's question")
@@ -188,28 +223,75 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
         service.done(answer)
         return completion(answer, body.model)
 
+
+
+def _add_document_routes(app: FastAPI, service: Service) -> None:
+    @app.post("/v1/documents", status_code=202)
+    async def upload(request: Request, files: list[UploadFile]) -> dict[str, Any]:
+        """Upload files (multipart, field ``files``); answers 202 with a job id; ingestion runs from the queue."""
+        tenant = service.tenant(request)
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > service.settings.max_upload_bytes:
+            raise errors.TooLargeError(f"the upload is {human_size(declared)}; the limit is "
+                                       f"{human_size(service.settings.max_upload_bytes)} per request")
+        job_id, folder = service.jobs.staging()
+        saved = []
+        try:
+            for upload in files:
+                saved.append(await _save(upload, folder, service.settings.max_file_bytes))
+        except errors.RaglineError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        service.jobs.submit(job_id, tenant, saved)
+        return {"job_id": job_id, "status": "queued", "files": [f["name"] for f in saved],
+                "status_url": f"/v1/jobs/{job_id}"}
+
+    @app.get("/v1/jobs/{job_id}")
+    def job(job_id: str, request: Request) -> dict[str, Any]:
+        """An ingestion job's status and progress (files, chunks, failures)."""
+        found = service.rag.registry.job_get(service.tenant(request), job_id)
+        if found is None:
+            raise errors.NotFoundError(f"no such job: {job_id}")
+        return {"job_id": job_id, "status": found["status"], "progress": json.loads(str(found["progress"])),
+                "error": found["error"], "attempts": found["attempts"]}
+
     @app.get("/v1/documents")
-    def list_documents(prefix: str = "") -> dict[str, Any]:
+    def list_documents(request: Request, prefix: str = "") -> dict[str, Any]:
         """The tenant's documents with status, chunk count, size and ingestion time."""
-        rows = service.rag.registry.list(service.settings.tenant, prefix)
+        rows = service.rag.registry.list(service.tenant(request), prefix)
         return {"documents": [_doc(r) for r in rows]}
 
     @app.get("/v1/documents/{doc_id:path}")
-    def get_document(doc_id: str) -> dict[str, Any]:
+    def get_document(doc_id: str, request: Request) -> dict[str, Any]:
         """One document's record."""
-        record = service.rag.registry.get(service.settings.tenant, doc_id)
+        record = service.rag.registry.get(service.tenant(request), doc_id)
         if record is None:
             raise errors.NotFoundError(f"no such document: {doc_id}")
         return _doc(record)
 
     @app.delete("/v1/documents/{doc_id:path}")
-    def delete_document(doc_id: str) -> dict[str, Any]:
+    def delete_document(doc_id: str, request: Request) -> dict[str, Any]:
         """Remove every chunk of a document and its record."""
-        if not service.rag.ingestor.remove(doc_id):
+        if not service.rag.for_tenant(service.tenant(request)).ingestor.remove(doc_id):
             raise errors.NotFoundError(f"no such document: {doc_id}")
         return {"deleted": doc_id}
 
-    return app
+
+async def _save(upload: UploadFile, folder: Path, limit: int) -> dict[str, Any]:
+    """Stream one uploaded file to disk, refusing unsupported types (415) and oversize files (413)."""
+    name = safe_name(upload.filename or "upload")
+    if not name.lower().endswith(SUPPORTED):
+        raise errors.UnsupportedTypeError(
+            f"{name}: unsupported file type; supported: {', '.join(SUPPORTED)}")
+    path = folder / name
+    size = 0
+    with path.open("wb") as out:
+        while chunk := await upload.read(1024 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise errors.TooLargeError(f"{name} is over the {human_size(limit)} limit per file")
+            out.write(chunk)
+    return {"name": name, "path": str(path), "size": size}
 
 
 def _doc(record: Any) -> dict[str, Any]:
