@@ -79,3 +79,10 @@ def write(folder: Path, name: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After the run, llama.cpp's finalisers may drop /dev/null handles at interpreter exit: not a test result."""
+    import warnings
+
+    warnings.simplefilter("ignore", ResourceWarning)

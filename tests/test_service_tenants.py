@@ -93,7 +93,7 @@ def test_oversize_and_unsupported_uploads(keyed) -> None:
 def test_websocket_chat_with_history_and_progress(keyed) -> None:
     import websockets
 
-    url, alpha, beta = keyed
+    url, alpha, _ = keyed
     ws_url = url.replace("http://", "ws://") + "/v1/ws"
     token = alpha["Authorization"].split()[1]
 
