@@ -82,7 +82,11 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """After the run, llama.cpp's finalisers may drop /dev/null handles at interpreter exit: not a test result."""
-    import warnings
+    """llama-cpp-python opens two /dev/null files at import and never closes them; close them after the run."""
+    import sys
 
-    warnings.simplefilter("ignore", ResourceWarning)
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()

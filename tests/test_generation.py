@@ -76,7 +76,10 @@ def test_unknown_provider_lists_the_valid_ones(make_app) -> None:
 @pytest.mark.slow
 def test_real_llama_cpp_answer_with_a_small_token_budget(make_app, tmp_path) -> None:
     app = ingest_lex(make_app(chat_model="local", max_tokens=24), tmp_path)
-    answer = app.engine.ask(Query("What is Amazon Lex?", k=2, max_tokens=24))
+    try:
+        answer = app.engine.ask(Query("What is Amazon Lex?", k=2, max_tokens=24))
+    finally:
+        app.generator.chain[0].close()
     assert answer.model == "SmolLM2-135M-Instruct.Q4_1"
     assert answer.text.strip()
     assert 0 < answer.usage.completion_tokens <= 24

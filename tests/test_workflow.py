@@ -150,8 +150,12 @@ def test_map_export_and_escaping(tmp_path) -> None:
 def test_local_model_runs_the_example(tmp_path) -> None:
     settings = Settings(home=tmp_path / "h")
     started = time.perf_counter()
-    result = run_workflow(load_workflow(EXAMPLES / "car-advert.yaml").model_copy(update={"max_tokens": 16}), CAR,
-                          workflow_models(settings, EchoChatModel(), 3))
+    models = workflow_models(settings, EchoChatModel(), 3)
+    try:
+        result = run_workflow(load_workflow(EXAMPLES / "car-advert.yaml").model_copy(update={"max_tokens": 16}),
+                              CAR, models)
+    finally:
+        models.close()
     assert set(result.steps) == {"family", "performance", "eco", "combined"}
     assert all(isinstance(v, str) and v for v in result.steps.values())
     assert time.perf_counter() - started < 120

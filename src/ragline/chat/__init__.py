@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, choices_message
@@ -32,25 +31,40 @@ def make_generator(settings: Settings, embedder: Embedder) -> ChatModel | Answer
     return ResilientChatModel(chain, policy)
 
 
-def workflow_models(settings: Settings, embedder: Embedder, concurrency: int) -> Callable[[str, RetrySpec], ChatModel]:
+class WorkflowModels:
     """Models for workflow steps by name, each call wrapped in the step's retry policy.
 
     One model object per name serves every step; a local model keeps ``concurrency`` llama.cpp instances so
     parallel branches really run at the same time.
     """
-    from ..resilience import ResilientChatModel, RetryPolicy
 
-    models: dict[str, ChatModel] = {}
+    def __init__(self, settings: Settings, embedder: Embedder, concurrency: int) -> None:
+        self.settings, self.embedder, self.concurrency = settings, embedder, concurrency
+        self.models: dict[str, ChatModel] = {}
 
-    def model_for(spec: str, retry: RetrySpec) -> ChatModel:
-        if spec not in models:
-            model = make_chat_model(spec, settings, embedder, instances=concurrency)
+    def __call__(self, spec: str, retry: RetrySpec) -> ChatModel:
+        """The model named ``spec`` behind the retry policy ``retry``."""
+        from ..resilience import ResilientChatModel, RetryPolicy
+
+        if spec not in self.models:
+            model = make_chat_model(spec, self.settings, self.embedder, instances=self.concurrency)
             if not isinstance(model, ChatModel):
                 raise ConfigError(f"workflow steps need a chat model, not {spec!r}")
-            models[spec] = model
-        return ResilientChatModel([models[spec]], RetryPolicy(retry.max_attempts, retry.base_delay, retry.max_delay))
+            self.models[spec] = model
+        policy = RetryPolicy(retry.max_attempts, retry.base_delay, retry.max_delay)
+        return ResilientChatModel([self.models[spec]], policy)
 
-    return model_for
+    def close(self) -> None:
+        """Free models that hold memory (llama.cpp instances)."""
+        for model in self.models.values():
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
+
+
+def workflow_models(settings: Settings, embedder: Embedder, concurrency: int) -> WorkflowModels:
+    """The model factory a workflow runner uses."""
+    return WorkflowModels(settings, embedder, concurrency)
 
 
 def make_chat_model(spec: str, settings: Settings, embedder: Embedder, instances: int = 1) -> ChatModel | Answerer:
