@@ -5,6 +5,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 QUESTION ?= What is Amazon Lex?
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # llama-cpp-python has no wheel on PyPI: it is built once into this folder and installed from there, so no later
 # install or test run builds it again (uv's own cache of built wheels is not kept reliably on these machines).
 WHEELHOUSE ?= $(HOME)/.cache/ragline/wheels
@@ -31,12 +32,16 @@ dev: llama-wheel
 	$(UV) pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	# asl-validator (npm) checks the Step Functions definitions that `ragline workflow export` writes.
 	npm ci --prefix tools/asl --no-audit --no-fund --loglevel=error
+	# Debian's Chromium, driven by Playwright in the web-page tests (Playwright's own browser download is not used).
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 run: setup
 	$(UV) run --no-sync ragline ingest samples/amazon-lex-developer-guide.jsonl.gz
 	$(UV) run --no-sync ragline ask "$(QUESTION)"
 	@echo
 	@echo 'Ask more:  uv run ragline ask "How do I create a bot?"   or   uv run ragline chat'
+	@echo 'Now serving the web page and the API (CTRL-C stops):'
+	$(UV) run --no-sync ragline serve
 
 test: dev
 	$(UV) run --no-sync pytest

@@ -6,16 +6,19 @@ went wrong in the user's terms (``{"error": {"type", "message"}}``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request, Response, UploadFile
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from .. import errors
@@ -175,14 +178,20 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
 
 
 def _add_query_routes(app: FastAPI, service: Service) -> None:
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        """The web page: chat with streamed answers and clickable citations; documents with uploads."""
+        return HTMLResponse(_page())
+
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
         """Liveness: the process answers; says which generator and index it serves."""
         return {"status": "ok", "model": service.settings.chat_model, "home": str(service.settings.home)}
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
+    async def metrics() -> Response:
         """Prometheus text format."""
+        service.metrics.tasks.set(len(asyncio.all_tasks()))
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     @app.post("/v1/query", response_model=None)
@@ -292,6 +301,11 @@ async def _save(upload: UploadFile, folder: Path, limit: int) -> dict[str, Any]:
                 raise errors.TooLargeError(f"{name} is over the {human_size(limit)} limit per file")
             out.write(chunk)
     return {"name": name, "path": str(path), "size": size}
+
+
+@lru_cache(maxsize=1)
+def _page() -> str:
+    return resources.files("ragline.service").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
 def _doc(record: Any) -> dict[str, Any]:

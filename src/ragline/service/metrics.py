@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 from ..types import Answer
 
@@ -25,6 +33,8 @@ class Metrics:
         self.cache = Counter("ragline_answer_cache", "Answer cache lookups", ["outcome"], registry=self.registry)
         self.partial = Counter("ragline_partial_answers", "Answers cut short", registry=self.registry)
         self.errors = Counter("ragline_errors", "Errors returned", ["type"], registry=self.registry)
+        self.tasks = Gauge("ragline_asyncio_tasks", "Asyncio tasks alive in the server's loop", registry=self.registry)
+        ProcessCollector(registry=self.registry)  # process_open_fds, memory, CPU
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request."""

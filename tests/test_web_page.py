@@ -1,0 +1,82 @@
+"""The web page in headless Chromium (Debian's package) driven by Playwright: ask, cite, upload, delete.
+
+Screenshots are saved to artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ragline.ingest import expand_paths, source_items
+from ragline.service import create_app
+
+from conftest import serve, write
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parents[1] / "artifacts"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+LEX = "# What Is Amazon Lex?\n\nAmazon Lex is an AWS service for building conversational interfaces using voice and text.\n"
+
+
+@pytest.fixture
+def page_url(make_app, tmp_path) -> Iterator[str]:
+    app = make_app(chat_model="extractive")
+    write(tmp_path / "kb", "lex.md", LEX)
+    app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+    url, stop = serve(create_app(app))
+    yield url
+    stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium (make dev does)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+def test_ask_see_streamed_answer_and_open_a_citation(page_url, browser) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(page_url)
+    page.get_by_placeholder("Ask a question").fill("What is Amazon Lex?")
+    page.keyboard.press("Enter")
+    answer = page.locator(".answer").first
+    answer.locator("button.cite").first.wait_for(timeout=30_000)
+    assert answer.inner_text().startswith("Amazon Lex is an AWS service")
+    answer.locator("button.cite").first.click()
+    excerpt = page.locator("#excerpt")
+    assert excerpt.is_visible() and "conversational interfaces" in excerpt.inner_text()
+    assert "lex.md" in excerpt.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
+    # phone width: still usable
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.get_by_role("button", name="Ask").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "chat-phone.png"), full_page=True)
+
+
+def test_upload_watch_it_finish_and_delete_it(page_url, browser, tmp_path) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(page_url)
+    page.get_by_role("tab", name="Documents").click()
+    notes = write(tmp_path, "notes.md", "# Notes\n\nThe launch moved to March.\n")
+    page.locator("#files").set_input_files(str(notes))
+    page.locator(".job-done").wait_for(timeout=60_000)
+    assert "1 added" in page.locator(".job-done").inner_text()
+    row = page.locator("#doclist tr", has_text="notes.md")
+    row.wait_for()
+    assert "ready" in row.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "documents.png"), full_page=True)
+    row.get_by_role("button", name="Delete notes.md").click()
+    row.wait_for(state="detached", timeout=10_000)
+    assert page.locator("#doclist tr", has_text="lex.md").count() == 1
