@@ -20,7 +20,10 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
-LEX = "# What Is Amazon Lex?\n\nAmazon Lex is an AWS service for building conversational interfaces using voice and text.\n"
+LEX = (
+    "# What Is Amazon Lex?\n\n"
+    "Amazon Lex is an AWS service for building conversational interfaces using voice and text.\n"
+)
 
 
 @pytest.fixture
