@@ -111,3 +111,40 @@ def test_documents_health_metrics_openapi(server) -> None:
     assert 'ragline_errors_total{type="NotFoundError"}' in metrics
     spec = httpx.get(f"{server}/openapi.json").json()
     assert {"/v1/query", "/v1/chat/completions", "/v1/models", "/v1/documents"} <= set(spec["paths"])
+
+
+def test_a_client_that_disconnects_mid_stream_stops_the_generation(make_app, tmp_path) -> None:
+    import re
+    import time
+
+    from ragline.testing import FaultyOpenAIServer
+
+    with FaultyOpenAIServer(["slow:200:0.05"]) as model:
+        app = make_app(chat_model="openai", openai_base_url=model.base_url)
+        write(tmp_path / "kb", "lex.md", LEX)
+        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+        url, stop = serve(create_app(app))
+        try:
+            def gauges() -> tuple[float, float]:
+                text = httpx.get(f"{url}/metrics").text
+                fds = float(re.search(r"^process_open_fds (\S+)$", text, re.MULTILINE).group(1))
+                tasks = float(re.search(r"^ragline_asyncio_tasks (\S+)$", text, re.MULTILINE).group(1))
+                return fds, tasks
+
+            before = gauges()
+            with httpx.stream("POST", f"{url}/v1/query", json={"question": "What is Amazon Lex?", "stream": True},
+                              timeout=30) as r:
+                for line in r.iter_lines():
+                    if line.startswith("event: token"):
+                        break  # the user closes the tab after the first token
+            gone = time.monotonic()
+            deadline = gone + 10
+            while not model.abandoned and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert model.abandoned, "the model kept generating for a client that had left"
+            stopped_at, tokens_sent = model.abandoned[0]
+            assert stopped_at - gone < 3.0 and tokens_sent < 100
+            time.sleep(1.0)
+            assert gauges() == before  # no task or file handle left behind
+        finally:
+            stop()

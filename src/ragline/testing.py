@@ -72,8 +72,9 @@ class FaultyOpenAIServer:
 
     ``script`` is consumed one entry per request (the last entry repeats): ``ok``; an HTTP status such as
     ``429``, ``500`` or ``400``; ``delay:S`` (wait S seconds before answering); ``drop:N`` (send N tokens, then
-    cut the connection); ``stall:N:S`` (send N tokens, then go silent for S seconds). Requests are recorded with
-    their arrival time.
+    cut the connection); ``stall:N:S`` (send N tokens, then go silent for S seconds); ``slow:N:S`` (send N tokens,
+    S seconds apart). Requests are recorded with their arrival time; answers the client abandoned are recorded in
+    ``abandoned`` as (time, tokens sent).
     """
 
     answer = ("Amazon", " Lex", " builds", " chatbots", " [1].")
@@ -81,6 +82,7 @@ class FaultyOpenAIServer:
     def __init__(self, script: Sequence[str] = ("ok",)) -> None:
         self.script = list(script)
         self.requests: list[tuple[float, dict[str, object]]] = []
+        self.abandoned: list[tuple[float, int]] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,6 +107,9 @@ class FaultyOpenAIServer:
                     return
                 if kind == "delay":
                     time.sleep(float(arg))
+                if kind == "slow":
+                    self._slow(int(arg.split(":")[0]), float(arg.split(":")[1]))
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
@@ -121,6 +126,20 @@ class FaultyOpenAIServer:
                 if kind == "stall":
                     time.sleep(float(arg.split(":")[1]))
                 self._event({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": limit}})
+                self.wfile.write(b"data: [DONE]\n\n")
+
+            def _slow(self, count: int, gap: float) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for n in range(count):
+                    try:
+                        self._event({"choices": [{"delta": {"content": f" t{n}"}}]})
+                    except ConnectionError:
+                        owner.abandoned.append((time.monotonic(), n))
+                        return
+                    time.sleep(gap)
                 self.wfile.write(b"data: [DONE]\n\n")
 
             def _event(self, payload: dict[str, object]) -> None:

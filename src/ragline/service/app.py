@@ -10,13 +10,14 @@ import asyncio
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 from fastapi import FastAPI, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -201,8 +202,8 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
         q = service.query(body)
         engine.check(q)  # refuse before the stream starts, with a proper status code
         if body.stream or "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(sse_stream(engine.stream(q), service.done), media_type="text/event-stream",
-                                     headers=SSE_HEADERS)
+            return StreamingResponse(closing(sse_stream(engine.stream(q), service.done), request),
+                                     media_type="text/event-stream", headers=SSE_HEADERS)
         answer = engine.ask(q)
         service.done(answer)
         return answer.as_dict()
@@ -226,7 +227,7 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
                                        max_tokens=body.max_completion_tokens or body.max_tokens), history)
         engine.check(q)
         if body.stream:
-            return StreamingResponse(completion_chunks(engine.stream(q), body.model, service.done),
+            return StreamingResponse(closing(completion_chunks(engine.stream(q), body.model, service.done), request),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
         answer = engine.ask(q)
         service.done(answer)
@@ -301,6 +302,23 @@ async def _save(upload: UploadFile, folder: Path, limit: int) -> dict[str, Any]:
                 raise errors.TooLargeError(f"{name} is over the {human_size(limit)} limit per file")
             out.write(chunk)
     return {"name": name, "path": str(path), "size": size}
+
+
+async def closing(lines: Generator[str, None, None], request: Request) -> AsyncIterator[str]:
+    """Run a blocking stream in worker threads and close it the moment the client goes away.
+
+    The server does not fail a send to a client that has left, so the stream checks between events; closing the
+    generator is what stops the model (llama.cpp stops decoding, an HTTP model's connection is closed).
+    """
+    done = object()
+    try:
+        while (line := await anyio.to_thread.run_sync(next, lines, done)) is not done:
+            if await request.is_disconnected():
+                break
+            yield line  # type: ignore[misc]
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(lines.close)
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from ..errors import RaglineError
@@ -17,7 +17,7 @@ def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def sse_stream(events: Iterator[Event], on_done: Any = None) -> Iterator[str]:
+def sse_stream(events: Generator[Event, None, None], on_done: Any = None) -> Generator[str, None, None]:
     """Events in order (sources, tokens, usage, done); a failure after the stream began is an ``error`` event."""
     try:
         for event in events:
@@ -33,6 +33,8 @@ def sse_stream(events: Iterator[Event], on_done: Any = None) -> Iterator[str]:
                 yield sse("done", event.answer.as_dict())
     except RaglineError as err:
         yield sse("error", {"message": str(err), "type": type(err).__name__})
+    finally:
+        events.close()  # a client that left stops the engine (and the model) now
 
 
 def _extras(answer: Answer) -> dict[str, Any]:
@@ -63,7 +65,9 @@ def completion(answer: Answer, model: str) -> dict[str, Any]:
     }
 
 
-def completion_chunks(events: Iterator[Event], model: str, on_done: Any = None) -> Iterator[str]:
+def completion_chunks(
+    events: Generator[Event, None, None], model: str, on_done: Any = None
+) -> Generator[str, None, None]:
     """``chat.completion.chunk`` events over SSE, ending with ``data: [DONE]``."""
     ident = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -84,4 +88,6 @@ def completion_chunks(events: Iterator[Event], model: str, on_done: Any = None) 
                 yield chunk({}, "length" if event.answer.partial else "stop", **_extras(event.answer))
     except RaglineError as err:
         yield f"data: {json.dumps({'error': {'message': str(err), 'type': type(err).__name__}})}\n\n"
+    finally:
+        events.close()
     yield "data: [DONE]\n\n"
