@@ -144,3 +144,57 @@ def test_a_job_left_running_by_a_crash_resumes(make_app, tmp_path) -> None:
     job = app.registry.job_get("default", job_id)
     assert job["status"] == "done" and job["attempts"] == 2
     assert app.registry.get("default", "a.md").status == "ready"
+
+
+def test_a_worker_crash_mid_document_keeps_the_old_version_and_the_job_retryable(make_app) -> None:
+    app = make_app()
+    url, stop = serve(create_app(app))
+    try:
+        first = upload(url, {}, ("policy.md", b"# Policy\n\nRetention is seven days.\n")).json()["job_id"]
+        assert wait_job(url, first, {})["status"] == "done"
+        real = app.embedder
+
+        class Crashing:
+            name, dimension = real.name, real.dimension
+
+            def count_tokens(self, text: str) -> int:
+                return real.count_tokens(text)
+
+            def embed_batch(self, texts):
+                raise MemoryError("killed while embedding")
+
+        app.ingestor.embedder = Crashing()
+        second = upload(url, {}, ("policy.md", b"# Policy\n\nRetention is thirty days.\n")).json()["job_id"]
+        failed = wait_job(url, second, {})
+        assert failed["status"] == "failed" and "killed while embedding" in failed["error"]
+        answer = httpx.post(f"{url}/v1/query", json={"question": "How long is retention?"}, timeout=60).json()
+        assert "seven days" in answer["answer"]  # the previous version is intact
+        assert httpx.get(f"{url}/metrics").text.count("ragline_ingest_queue_depth 0.0") == 1
+        app.ingestor.embedder = real
+        assert httpx.post(f"{url}/v1/jobs/{second}/retry").status_code == 202
+        assert wait_job(url, second, {})["status"] == "done"
+        answer = httpx.post(f"{url}/v1/query", json={"question": "How long is retention?"}, timeout=60).json()
+        assert "thirty days" in answer["answer"] and "seven" not in answer["answer"]
+    finally:
+        stop()
+
+
+def test_another_tenant_cannot_watch_progress_over_the_websocket(keyed) -> None:
+    import websockets
+
+    url, alpha, beta = keyed
+    ws_url = url.replace("http://", "ws://") + "/v1/ws"
+
+    async def watch() -> list[dict]:
+        async with websockets.connect(f"{ws_url}?token={beta['Authorization'].split()[1]}") as ws:
+            job = upload(url, alpha, ("alpha.md", ALPHA)).json()["job_id"]
+            await ws.send(json.dumps({"type": "subscribe", "job_id": job}))
+            wait_job(url, job, alpha)
+            seen = []
+            try:
+                while True:
+                    seen.append(json.loads(await asyncio.wait_for(ws.recv(), 1.0)))
+            except TimeoutError:
+                return seen
+
+    assert asyncio.run(watch()) == []

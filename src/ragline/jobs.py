@@ -56,6 +56,10 @@ class JobQueue:
         self.rag.registry.job_add(job_id, tenant, json.dumps(files))
         self._wake.set()
 
+    def wake(self) -> None:
+        """Look at the queue now rather than at the next poll."""
+        self._wake.set()
+
     def start(self) -> None:
         """Requeue jobs a crash left running, then start the worker."""
         self.rag.registry.jobs_requeue_running()

@@ -265,6 +265,20 @@ class SQLiteRegistry:
             names = [d[0] for d in cur.description]
         return dict(zip(names, row, strict=True)) if row else None
 
+    def job_retry(self, tenant: str, job_id: str) -> bool:
+        """Queue a failed job again; False unless the tenant has a failed job with that id."""
+        with self._lock:
+            cur = self._db().execute(
+                "UPDATE jobs SET status = 'queued', error = NULL, updated_at = ? "
+                "WHERE id = ? AND tenant = ? AND status = 'failed'", (now(), job_id, tenant))
+        return cur.rowcount > 0
+
+    def jobs_waiting(self) -> int:
+        """Jobs queued or running (the queue depth)."""
+        with self._lock:
+            row = self._db().execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()
+        return int(row[0])
+
     def jobs_requeue_running(self) -> int:
         """After a crash or restart: jobs left running go back to the queue."""
         with self._lock:

@@ -193,6 +193,7 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
     async def metrics() -> Response:
         """Prometheus text format."""
         service.metrics.tasks.set(len(asyncio.all_tasks()))
+        service.metrics.queue.set(await anyio.to_thread.run_sync(service.rag.registry.jobs_waiting))
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
     @app.post("/v1/query", response_model=None)
@@ -264,6 +265,14 @@ def _add_document_routes(app: FastAPI, service: Service) -> None:
             raise errors.NotFoundError(f"no such job: {job_id}")
         return {"job_id": job_id, "status": found["status"], "progress": json.loads(str(found["progress"])),
                 "error": found["error"], "attempts": found["attempts"]}
+
+    @app.post("/v1/jobs/{job_id}/retry", status_code=202)
+    def retry_job(job_id: str, request: Request) -> dict[str, Any]:
+        """Queue a failed job again (its files were kept)."""
+        if not service.rag.registry.job_retry(service.tenant(request), job_id):
+            raise errors.NotFoundError(f"no failed job {job_id} to retry")
+        service.jobs.wake()
+        return {"job_id": job_id, "status": "queued"}
 
     @app.get("/v1/documents")
     def list_documents(request: Request, prefix: str = "") -> dict[str, Any]:

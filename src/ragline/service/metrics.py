@@ -33,6 +33,7 @@ class Metrics:
         self.cache = Counter("ragline_answer_cache", "Answer cache lookups", ["outcome"], registry=self.registry)
         self.partial = Counter("ragline_partial_answers", "Answers cut short", registry=self.registry)
         self.errors = Counter("ragline_errors", "Errors returned", ["type"], registry=self.registry)
+        self.queue = Gauge("ragline_ingest_queue_depth", "Ingestion jobs queued or running", registry=self.registry)
         self.tasks = Gauge("ragline_asyncio_tasks", "Asyncio tasks alive in the server's loop", registry=self.registry)
         ProcessCollector(registry=self.registry)  # process_open_fds, memory, CPU
 
