@@ -8,8 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 
-import numpy as np
-
 from ..types import Embedder, ModelEvent, Source, Token
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n{2,}|\n(?=[-*#|] )")
@@ -49,8 +47,3 @@ class ExtractiveAnswerer:
         for n, i in enumerate(sorted(chosen)):
             number, sentence = candidates[i]
             yield Token(("" if n == 0 else " ") + f"{sentence} [{number}]")
-
-    def similarity(self, question: str, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - debugging aid
-        """Cosine similarity of each text to the question."""
-        vectors = self.embedder.embed_batch([question, *texts])
-        return np.asarray(vectors[1:] @ vectors[0])
