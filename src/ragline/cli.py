@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .errors import ConfigError, InputError, RaglineError
+from .errors import ConfigError, InputError, RaglineError, validation_message
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Any:
@@ -26,8 +26,7 @@ def _settings(ctx: click.Context, **overrides: Any) -> Any:
     try:
         return Settings(**{k: v for k, v in {**ctx.obj, **overrides}.items() if v is not None})
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"invalid settings: {problems}") from err
+        raise ConfigError(f"invalid settings: {validation_message(err)}") from err
 
 
 def _app(ctx: click.Context, **overrides: Any) -> Any:
@@ -213,8 +212,7 @@ def list_documents(ctx: click.Context, as_json: bool, prefix: str) -> None:
         for r in app.registry.list(app.settings.tenant, prefix):
             when = dt.datetime.fromtimestamp(r.ingested_at).isoformat(timespec="seconds")
             if as_json:
-                click.echo(json.dumps({"doc_id": r.doc_id, "status": r.status, "chunks": r.chunks,
-                                       "bytes": r.bytes, "ingested_at": when, "error": r.error}))
+                click.echo(json.dumps({**r.as_dict(), "ingested_at": when}))
             else:
                 note = f"  {r.error}" if r.error else ""
                 click.echo(f"{r.status:6} {r.chunks:5} chunks {r.bytes:>10,} B  {when}  {r.doc_id}{note}")

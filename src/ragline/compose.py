@@ -21,15 +21,18 @@ class Ragline:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
+        self._tenants: dict[str, Ragline] = {}
 
     def for_tenant(self, tenant: str) -> Ragline:
         """The same parts (models, store, registry, cache) acting for another tenant."""
         if tenant == self.settings.tenant:
             return self
-        other = Ragline(self.settings.with_overrides(tenant=tenant))
-        for shared in ("embedder", "registry", "store", "generator", "cache"):
-            other.__dict__[shared] = getattr(self, shared)
-        return other
+        if tenant not in self._tenants:  # built once per tenant, not once per request or job
+            other = Ragline(self.settings.with_overrides(tenant=tenant))
+            for shared in ("embedder", "registry", "store", "chunker", "generator", "cache"):
+                other.__dict__[shared] = getattr(self, shared)
+            self._tenants[tenant] = other
+        return self._tenants[tenant]
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -15,6 +15,8 @@ RaglineError
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RaglineError(Exception):
     """Base of every error ragline raises on purpose; ``str(err)`` is what the user sees."""
@@ -68,6 +70,11 @@ class InputError(RaglineError):
 
 class TooLargeError(InputError):
     """An upload or file over the configured size limit."""
+
+
+def validation_message(err: Any) -> str:
+    """A pydantic ValidationError as one line: ``field: problem; field: problem``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
 
 
 def choices_message(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:

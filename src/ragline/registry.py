@@ -69,6 +69,11 @@ class DocumentRecord:
     ingested_at: float
     error: str | None = None
 
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form (without the tenant, which the caller already is)."""
+        return {"doc_id": self.doc_id, "title": self.title, "status": self.status, "chunks": self.chunks,
+                "bytes": self.bytes, "ingested_at": self.ingested_at, "error": self.error}
+
 
 class SQLiteRegistry:
     """Documents and index facts in one SQLite file (WAL, safe across threads of one process)."""

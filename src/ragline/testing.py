@@ -110,10 +110,7 @@ class FaultyOpenAIServer:
                 if kind == "slow":
                     self._slow(int(arg.split(":")[0]), float(arg.split(":")[1]))
                     return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
+                self._begin_stream()
                 limit = int(arg.split(":")[0]) if kind in ("drop", "stall") else len(owner.answer)
                 for piece in owner.answer[:limit]:
                     self._event({"choices": [{"delta": {"content": piece}}]})
@@ -128,11 +125,14 @@ class FaultyOpenAIServer:
                 self._event({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": limit}})
                 self.wfile.write(b"data: [DONE]\n\n")
 
-            def _slow(self, count: int, gap: float) -> None:
+            def _begin_stream(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Connection", "close")
                 self.end_headers()
+
+            def _slow(self, count: int, gap: float) -> None:
+                self._begin_stream()
                 for n in range(count):
                     try:
                         self._event({"choices": [{"delta": {"content": f" t{n}"}}]})

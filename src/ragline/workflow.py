@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, validation_message
 from .types import ChatModel, Message, Token
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
@@ -139,8 +139,7 @@ def load_workflow(path: Path | str) -> Workflow:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"{path}: {problems}") from err
+        raise ConfigError(f"{path}: {validation_message(err)}") from err
 
 
 def placeholders(template: str) -> list[str]:

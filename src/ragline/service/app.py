@@ -48,11 +48,9 @@ STATUS: list[tuple[type[errors.RaglineError], int]] = [
 ]
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-
 def status_for(err: errors.RaglineError) -> int:
     """The HTTP status of an error."""
     return next((code for kind, code in STATUS if isinstance(err, kind)), 500)
-
 
 class QueryRequest(BaseModel):
     """A question for ``POST /v1/query``."""
@@ -66,7 +64,6 @@ class QueryRequest(BaseModel):
     stream: bool = False
     use_cache: bool = True
 
-
 class ChatMessage(BaseModel):
     """One OpenAI chat message (text content, or a list of text parts)."""
 
@@ -79,7 +76,6 @@ class ChatMessage(BaseModel):
             return "".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
         return self.content or ""
 
-
 class ChatCompletionRequest(BaseModel):
     """The subset of OpenAI's chat-completions request that ragline honours (other fields are ignored)."""
 
@@ -88,7 +84,6 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
-
 
 class Service:
     """The parts the routes share: engines by (model, tenant), settings, auth, the job queue, and metrics."""
@@ -141,7 +136,6 @@ class Service:
         """Record an answer's stage timings and cache outcome."""
         self.metrics.answer(answer)
 
-
 def create_app(rag: Ragline | None = None) -> FastAPI:
     """Build the app over one Ragline (from the settings when not given)."""
     service = Service(rag or Ragline())
@@ -176,7 +170,6 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
     _add_document_routes(app, service)
     add_websocket(app, service)
     return app
-
 
 def _add_query_routes(app: FastAPI, service: Service) -> None:
     @app.get("/", include_in_schema=False)
@@ -234,8 +227,6 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
         service.done(answer)
         return completion(answer, body.model)
 
-
-
 def _add_document_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/documents", status_code=202)
     async def upload(request: Request, files: list[UploadFile]) -> dict[str, Any]:
@@ -278,7 +269,7 @@ def _add_document_routes(app: FastAPI, service: Service) -> None:
     def list_documents(request: Request, prefix: str = "") -> dict[str, Any]:
         """The tenant's documents with status, chunk count, size and ingestion time."""
         rows = service.rag.registry.list(service.tenant(request), prefix)
-        return {"documents": [_doc(r) for r in rows]}
+        return {"documents": [r.as_dict() for r in rows]}
 
     @app.get("/v1/documents/{doc_id:path}")
     def get_document(doc_id: str, request: Request) -> dict[str, Any]:
@@ -286,7 +277,7 @@ def _add_document_routes(app: FastAPI, service: Service) -> None:
         record = service.rag.registry.get(service.tenant(request), doc_id)
         if record is None:
             raise errors.NotFoundError(f"no such document: {doc_id}")
-        return _doc(record)
+        return record.as_dict()
 
     @app.delete("/v1/documents/{doc_id:path}")
     def delete_document(doc_id: str, request: Request) -> dict[str, Any]:
@@ -294,7 +285,6 @@ def _add_document_routes(app: FastAPI, service: Service) -> None:
         if not service.rag.for_tenant(service.tenant(request)).ingestor.remove(doc_id):
             raise errors.NotFoundError(f"no such document: {doc_id}")
         return {"deleted": doc_id}
-
 
 async def _save(upload: UploadFile, folder: Path, limit: int) -> dict[str, Any]:
     """Stream one uploaded file to disk, refusing unsupported types (415) and oversize files (413)."""
@@ -312,7 +302,6 @@ async def _save(upload: UploadFile, folder: Path, limit: int) -> dict[str, Any]:
             out.write(chunk)
     return {"name": name, "path": str(path), "size": size}
 
-
 async def closing(lines: Generator[str, None, None], request: Request) -> AsyncIterator[str]:
     """Run a blocking stream in worker threads and close it the moment the client goes away.
 
@@ -329,12 +318,7 @@ async def closing(lines: Generator[str, None, None], request: Request) -> AsyncI
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(lines.close)
 
-
 @lru_cache(maxsize=1)
 def _page() -> str:
     return resources.files("ragline.service").joinpath("static/index.html").read_text(encoding="utf-8")
 
-
-def _doc(record: Any) -> dict[str, Any]:
-    return {"doc_id": record.doc_id, "title": record.title, "status": record.status, "chunks": record.chunks,
-            "bytes": record.bytes, "ingested_at": record.ingested_at, "error": record.error}
