@@ -24,11 +24,11 @@ llama-wheel: $(UV)
 
 # --inexact: leave the test tools alone if `make test` installed them.
 setup: llama-wheel
-	$(UV) sync --frozen --no-dev --inexact --no-install-package llama-cpp-python
+	$(UV) sync --frozen --no-dev --all-extras --inexact --no-install-package llama-cpp-python
 	$(UV) pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 
 dev: llama-wheel
-	$(UV) sync --frozen --inexact --no-install-package llama-cpp-python
+	$(UV) sync --frozen --all-extras --inexact --no-install-package llama-cpp-python
 	$(UV) pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	# asl-validator (npm) checks the Step Functions definitions that `ragline workflow export` writes.
 	npm ci --prefix tools/asl --no-audit --no-fund --loglevel=error

@@ -37,7 +37,7 @@ class Ragline:
     @cached_property
     def embedder(self) -> Embedder:
         """The embedding model."""
-        return make_embedder(self.settings.embedder, self.settings.n_threads)
+        return make_embedder(self.settings.embedder, self.settings.n_threads, self.settings)
 
     @cached_property
     def registry(self) -> SQLiteRegistry:

@@ -12,12 +12,15 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError, ModelError, choices_message
 from .types import Embedder, Vectors
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 MAX_SEQ_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
 _load_lock = threading.Lock()
@@ -142,12 +145,19 @@ class QueryEmbeddingCache:
 EMBEDDERS = {"minilm": MiniLMEmbedder}
 
 
-def make_embedder(name: str, threads: int | None = None) -> Embedder:
+def make_embedder(name: str, threads: int | None = None, settings: Settings | None = None) -> Embedder:
     """Build the embedder named in the settings."""
+    if name == "titan":
+        from .aws.bedrock import TitanEmbedder
+        from .settings import Settings
+
+        s = settings or Settings()
+        return TitanEmbedder(dimension=s.titan_dimension, region=s.aws_region, endpoint_url=s.aws_endpoint_url,
+                             timeout=s.request_timeout)
     if name == "fake":
         from .testing import FakeEmbedder
 
         return FakeEmbedder()
     if name not in EMBEDDERS:
-        raise ConfigError(choices_message("embedder", name, [*EMBEDDERS, "fake"]))
+        raise ConfigError(choices_message("embedder", name, [*EMBEDDERS, "titan", "fake"]))
     return EMBEDDERS[name](threads=threads)

@@ -19,9 +19,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-ChatProvider = Literal["local", "extractive", "openai"]
+ChatProvider = Literal["local", "extractive", "openai", "bedrock"]
 AuthMode = Literal["none", "api_key", "jwt"]
 RetrievalMode = Literal["hybrid", "vector", "bm25"]
+RegistryKind = Literal["sqlite", "dynamodb"]
+RetrieverKind = Literal["store", "kendra"]
+BedrockApi = Literal["converse", "invoke"]
 
 
 class Settings(BaseSettings):
@@ -33,7 +36,8 @@ class Settings(BaseSettings):
     tenant: str = Field("default", description="owner of what this process ingests and reads")
     language: str = Field("en", description="language tag stored with ingested chunks")
 
-    embedder: str = Field("minilm", description="embedding model: minilm")
+    embedder: str = Field("minilm", description="embedding model: minilm (local ONNX) or titan (Bedrock)")
+    titan_dimension: Literal[256, 512, 1024] = Field(1024, description="vector size of Titan Text Embeddings v2")
     embed_batch_size: int = Field(8, ge=1, le=1024)
     query_cache_size: int = Field(1024, ge=0)
 
@@ -44,7 +48,7 @@ class Settings(BaseSettings):
     k: int = Field(5, ge=1, le=100, description="sources retrieved for an answer")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
 
-    chat_model: ChatProvider = Field("local", description="local (llama.cpp), extractive, openai")
+    chat_model: ChatProvider = Field("local", description="local (llama.cpp), extractive, openai, bedrock")
     gguf_path: Path | None = Field(None, description="GGUF file for the local model; default SmolLM2-135M")
     n_ctx: int = Field(2048, ge=256, description="context window of the local model, in tokens")
     n_threads: int | None = Field(None, ge=1)
@@ -55,6 +59,15 @@ class Settings(BaseSettings):
     openai_base_url: str = "https://api.openai.com/v1"
     openai_model: str = "gpt-4o-mini"
     openai_api_key_env: str = Field("OPENAI_API_KEY", description="name of the env var holding the key")
+    bedrock_model_id: str = Field(
+        "anthropic.claude-3-haiku-20240307-v1:0", description="Bedrock model id or inference profile id"
+    )
+    bedrock_api: BedrockApi = Field(
+        "converse", description="converse (ConverseStream, any model) or invoke (Anthropic Messages body)"
+    )
+    bedrock_regions: list[str] = Field(
+        default_factory=list, description="regions tried in order when the first keeps failing (failover)"
+    )
     request_timeout: float = Field(30.0, gt=0, description="client read timeout for remote models, seconds")
     fallback_models: list[str] = Field(
         default_factory=list,
@@ -69,6 +82,25 @@ class Settings(BaseSettings):
     cache_ttl: float = Field(86400.0, gt=0, description="seconds a cached answer lives")
     cache_size: int = Field(256, ge=0, description="answers kept in memory in front of the registry")
     cache_conversations: bool = Field(False, description="also cache turns that carry conversation history")
+
+    retriever: RetrieverKind = Field("store", description="store (LanceDB) or kendra (Amazon Kendra Retrieve)")
+    kendra_index_id: str | None = None
+    kendra_language: str | None = Field(
+        None, description="_language_code filter for Kendra; unset: the detected language of the question"
+    )
+    kendra_tenant_attribute: str | None = Field(
+        None, description="Kendra document attribute holding the tenant; unset: the index serves one tenant"
+    )
+
+    index_uri: str | None = Field(
+        None, description="LanceDB location: a folder or s3://bucket/prefix (default HOME/index)"
+    )
+    registry: RegistryKind = Field("sqlite", description="sqlite (in HOME) or dynamodb")
+    dynamodb_table: str = Field("ragline", description="DynamoDB table of the registry, cache and connections")
+    aws_region: str | None = Field(None, description="AWS region (default: the standard AWS configuration chain)")
+    aws_endpoint_url: str | None = Field(
+        None, description="one endpoint for every AWS API (moto, LocalStack); unset on AWS"
+    )
 
     auth: AuthMode = Field("none", description="none (loopback only), api_key, or jwt")
     jwt_jwks: str | None = Field(None, description="JWKS URL or file path (RS256 signing keys)")
@@ -94,9 +126,9 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
 
     @property
-    def index_dir(self) -> Path:
-        """Folder of the LanceDB database."""
-        return self.home / "index"
+    def index_dir(self) -> str:
+        """Where the LanceDB database lives (a folder, or an ``s3://`` URI)."""
+        return self.index_uri or str(self.home / "index")
 
     @property
     def registry_path(self) -> Path:

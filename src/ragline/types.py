@@ -212,12 +212,29 @@ Event = Token | Sources | UsageEvent | Done | ErrorEvent
 ModelEvent = Token | UsageEvent
 
 
+IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """A picture sent with a question, for models that take images."""
+
+    data: bytes
+    media_type: str  # one of IMAGE_TYPES
+
+    @property
+    def format(self) -> str:
+        """The short format name (png, jpeg, gif, webp)."""
+        return IMAGE_TYPES[self.media_type]
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One chat message."""
+    """One chat message (a user message may carry images)."""
 
     role: Literal["system", "user", "assistant"]
     content: str
+    images: tuple[Image, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from ..types import Answerer, ChatModel, Embedder
 if TYPE_CHECKING:
     from ..workflow import RetrySpec
 
-PROVIDERS = ("local", "extractive", "openai")
+PROVIDERS = ("local", "extractive", "openai", "bedrock")
 
 
 def make_generator(settings: Settings, embedder: Embedder) -> ChatModel | Answerer:
@@ -22,10 +22,16 @@ def make_generator(settings: Settings, embedder: Embedder) -> ChatModel | Answer
     if not isinstance(primary, ChatModel):
         return primary
     chain = [primary]
-    for spec in settings.fallback_models:
+    fallbacks = list(settings.fallback_models)
+    if settings.chat_model == "bedrock":  # the same model in the other regions first, then the fallbacks
+        fallbacks[:0] = [f"bedrock:{settings.bedrock_model_id}@{r}" for r in settings.bedrock_regions[1:]]
+    for spec in fallbacks:
         model = make_chat_model(spec, settings, embedder)
         if not isinstance(model, ChatModel):
-            raise ConfigError(f"fallback {spec!r} is not a chat model; use 'local' or 'openai:MODEL[@BASE_URL]'")
+            raise ConfigError(
+                f"fallback {spec!r} is not a chat model; use 'local', 'openai:MODEL[@BASE_URL]' or "
+                "'bedrock:MODEL_ID[@REGION]'"
+            )
         chain.append(model)
     policy = RetryPolicy(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay)
     return ResilientChatModel(chain, policy)
@@ -68,7 +74,7 @@ def workflow_models(settings: Settings, embedder: Embedder, concurrency: int) ->
 
 
 def make_chat_model(spec: str, settings: Settings, embedder: Embedder, instances: int = 1) -> ChatModel | Answerer:
-    """One generator from its name: local, extractive, openai, or openai:MODEL[@BASE_URL]."""
+    """One generator from its name: local, extractive, openai[:MODEL[@BASE_URL]], bedrock[:MODEL_ID[@REGION]]."""
     name, _, rest = spec.partition(":")
     if name == "local":
         from .llama import LlamaChatModel
@@ -89,6 +95,15 @@ def make_chat_model(spec: str, settings: Settings, embedder: Embedder, instances
             base_url=base_url or settings.openai_base_url, model=model or settings.openai_model,
             api_key_env=settings.openai_api_key_env, timeout=settings.request_timeout,
             temperature=settings.temperature,
+        )
+    if name == "bedrock":
+        from ..aws.bedrock import BedrockChatModel
+
+        model_id, _, region = rest.partition("@")
+        return BedrockChatModel(
+            model_id or settings.bedrock_model_id, region=region or next(iter(settings.bedrock_regions), None)
+            or settings.aws_region, api=settings.bedrock_api, endpoint_url=settings.aws_endpoint_url,
+            timeout=settings.request_timeout, temperature=settings.temperature,
         )
     if name == "fake":
         from ..testing import EchoChatModel
