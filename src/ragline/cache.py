@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .prompts import PROMPT_VERSION
-from .registry import SQLiteRegistry
+from .registry import Registry
 
 _SPACE = re.compile(r"\s+")
 
@@ -31,7 +31,7 @@ class AnswerCache:
     """Cached answers (as JSON-ready dicts) with a TTL."""
 
     def __init__(
-        self, registry: SQLiteRegistry, *, ttl: float = 86400.0, size: int = 256,
+        self, registry: Registry, *, ttl: float = 86400.0, size: int = 256,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry

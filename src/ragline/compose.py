@@ -10,7 +10,7 @@ from .embedding import make_embedder
 from .engine import Engine
 from .errors import StoreError
 from .ingest import Ingestor
-from .registry import SQLiteRegistry
+from .registry import Registry, SQLiteRegistry
 from .settings import Settings
 from .store import LanceStore
 from .types import Answerer, ChatModel, Embedder
@@ -40,8 +40,13 @@ class Ragline:
         return make_embedder(self.settings.embedder, self.settings.n_threads, self.settings)
 
     @cached_property
-    def registry(self) -> SQLiteRegistry:
-        """The document registry."""
+    def registry(self) -> Registry:
+        """The document registry: SQLite in HOME, or DynamoDB."""
+        if self.settings.registry == "dynamodb":
+            from .aws.dynamo import DynamoDBRegistry
+
+            return DynamoDBRegistry(self.settings.dynamodb_table, region=self.settings.aws_region,
+                                    endpoint_url=self.settings.endpoint_for("dynamodb"))
         return SQLiteRegistry(self.settings.registry_path)
 
     @cached_property
@@ -50,11 +55,11 @@ class Ragline:
         built_by = self.registry.get_meta("embedder")
         if built_by is not None and built_by != self.embedder.name:
             raise StoreError(
-                f"the index in {self.settings.home} was built with the embedder {built_by!r}, but the settings "
+                f"the index in {self.settings.index_dir} was built with the embedder {built_by!r}, but the settings "
                 f"select {self.embedder.name!r}; vectors of different models are not comparable: use another "
                 "RAGLINE_HOME or re-ingest into an empty one"
             )
-        return LanceStore(self.settings.index_dir, self.embedder.dimension)
+        return LanceStore(self.settings.index_dir, self.embedder.dimension, self.settings.storage_options())
 
     @cached_property
     def chunker(self) -> Chunker:

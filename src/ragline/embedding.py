@@ -152,8 +152,8 @@ def make_embedder(name: str, threads: int | None = None, settings: Settings | No
         from .settings import Settings
 
         s = settings or Settings()
-        return TitanEmbedder(dimension=s.titan_dimension, region=s.aws_region, endpoint_url=s.aws_endpoint_url,
-                             timeout=s.request_timeout)
+        return TitanEmbedder(dimension=s.titan_dimension, region=s.aws_region,
+                             endpoint_url=s.endpoint_for("bedrock-runtime"), timeout=s.request_timeout)
     if name == "fake":
         from .testing import FakeEmbedder
 

@@ -15,7 +15,7 @@ from .chunking import Chunker
 from .embedding import embed_in_batches
 from .errors import InputError, ParseError
 from .parsing import CORPUS_SUFFIXES, markdown_sections, parse
-from .registry import DocumentRecord, SQLiteRegistry, now
+from .registry import DocumentRecord, Registry, now
 from .store import LanceStore
 from .types import Chunk, Embedder, ParsedDocument, Section
 
@@ -168,7 +168,7 @@ class Ingestor:
         self,
         *,
         store: LanceStore,
-        registry: SQLiteRegistry,
+        registry: Registry,
         embedder: Embedder,
         chunker: Chunker,
         tenant: str,

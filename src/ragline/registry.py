@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -73,6 +74,111 @@ class DocumentRecord:
         """JSON-ready form (without the tenant, which the caller already is)."""
         return {"doc_id": self.doc_id, "title": self.title, "status": self.status, "chunks": self.chunks,
                 "bytes": self.bytes, "ingested_at": self.ingested_at, "error": self.error}
+
+
+class Registry(Protocol):
+    """Documents, index facts, cached answers and API keys: SQLite locally, DynamoDB on AWS."""
+
+    def get(self, tenant: str, doc_id: str) -> DocumentRecord | None:
+        """One document's row."""
+        ...
+
+    def hashes(self, tenant: str) -> dict[str, tuple[str, str]]:
+        """doc_id → (sha256, status) for every document of a tenant."""
+        ...
+
+    def put_many(self, records: builtins.list[DocumentRecord]) -> None:
+        """Insert or replace rows."""
+        ...
+
+    def delete(self, tenant: str, doc_id: str) -> bool:
+        """Remove a row; False when there was none."""
+        ...
+
+    def list(self, tenant: str, prefix: str = "") -> builtins.list[DocumentRecord]:
+        """A tenant's documents, by id."""
+        ...
+
+    def get_meta(self, key: str) -> str | None:
+        """A fact about the index."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a fact about the index."""
+        ...
+
+    def index_version(self, tenant: str) -> int:
+        """The tenant's index version (part of the answer-cache key)."""
+        ...
+
+    def bump_index_version(self, tenant: str) -> int:
+        """Mark the tenant's index as changed."""
+        ...
+
+    def answer_get(self, key: str, at: float) -> str | None:
+        """A cached answer's JSON, unless expired."""
+        ...
+
+    def answer_put(self, key: str, tenant: str, value: str, expires_at: float) -> None:
+        """Store an answer's JSON until ``expires_at``."""
+        ...
+
+    def answer_clear(self, tenant: str | None = None) -> int:
+        """Drop cached answers; returns how many."""
+        ...
+
+    def answer_count(self, at: float) -> tuple[int, int]:
+        """(live, expired) cached answers."""
+        ...
+
+    def key_add(self, key_id: str, tenant: str, name: str, key_hash: str) -> None:
+        """Record a new API key."""
+        ...
+
+    def key_tenant(self, key_hash: str) -> str | None:
+        """The tenant of a live key, by hash."""
+        ...
+
+    def key_list(self) -> builtins.list[tuple[str, str, str, float, float | None]]:
+        """(id, tenant, name, created_at, revoked_at) of every key."""
+        ...
+
+    def key_revoke(self, key_id: str) -> bool:
+        """Revoke a key."""
+        ...
+
+    def job_add(self, job_id: str, tenant: str, files: str) -> None:
+        """Queue a job (``files`` is JSON)."""
+        ...
+
+    def job_claim(self) -> tuple[str, str, str] | None:
+        """Take the oldest queued job: (id, tenant, files JSON), now marked running."""
+        ...
+
+    def job_update(self, job_id: str, *, status: str | None = None, progress: str | None = None,
+                   error: str | None = None) -> None:
+        """Record progress or an outcome."""
+        ...
+
+    def job_get(self, tenant: str, job_id: str) -> dict[str, object] | None:
+        """A tenant's job, as a dict."""
+        ...
+
+    def job_retry(self, tenant: str, job_id: str) -> bool:
+        """Queue a failed job again."""
+        ...
+
+    def jobs_waiting(self) -> int:
+        """Ingestion jobs queued or running."""
+        ...
+
+    def jobs_requeue_running(self) -> int:
+        """After a crash or restart: jobs left running go back to the queue."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
 
 
 class SQLiteRegistry:

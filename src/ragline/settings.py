@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(
         None, description="one endpoint for every AWS API (moto, LocalStack); unset on AWS"
     )
+    aws_endpoints: dict[str, str] = Field(
+        default_factory=dict, description='endpoints per service, e.g. {"bedrock-runtime": "http://127.0.0.1:9000"}'
+    )
+
+    websocket_endpoint: str | None = Field(
+        None, description="API Gateway Management API endpoint (default: from the WebSocket event)"
+    )
 
     auth: AuthMode = Field("none", description="none (loopback only), api_key, or jwt")
     jwt_jwks: str | None = Field(None, description="JWKS URL or file path (RS256 signing keys)")
@@ -134,6 +141,23 @@ class Settings(BaseSettings):
     def registry_path(self) -> Path:
         """Path of the SQLite registry."""
         return self.home / "registry.sqlite3"
+
+    def storage_options(self) -> dict[str, str]:
+        """LanceDB's object-store options for an ``s3://`` index (credentials come from the standard chain)."""
+        if not self.index_dir.startswith("s3://"):
+            return {}
+        options = {}
+        if self.aws_region:
+            options["aws_region"] = self.aws_region
+        endpoint = self.endpoint_for("s3")
+        if endpoint:
+            options["aws_endpoint"] = endpoint
+            options["allow_http"] = str(endpoint.startswith("http://")).lower()
+        return options
+
+    def endpoint_for(self, service: str) -> str | None:
+        """The endpoint URL for an AWS service (None: the standard AWS endpoint)."""
+        return self.aws_endpoints.get(service, self.aws_endpoint_url)
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (validated)."""

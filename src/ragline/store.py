@@ -72,8 +72,9 @@ def _chunk_from_row(row: Mapping[str, Any]) -> Chunk:
 class LanceStore:
     """Chunks in a LanceDB table in a local folder (or any URI LanceDB opens, such as ``s3://``)."""
 
-    def __init__(self, uri: str | Path, dimension: int) -> None:
+    def __init__(self, uri: str | Path, dimension: int, storage_options: Mapping[str, str] | None = None) -> None:
         self.uri = str(uri)
+        self.storage_options = dict(storage_options or {})
         self.dimension = dimension
         self._db: Any = None
         self._table: Any = None
@@ -86,7 +87,7 @@ class LanceStore:
 
             if "://" not in self.uri:
                 Path(self.uri).mkdir(parents=True, exist_ok=True)
-            self._db = lancedb.connect(self.uri)
+            self._db = lancedb.connect(self.uri, storage_options=self.storage_options or None)
         return self._db
 
     def _schema(self) -> Any:

@@ -102,7 +102,7 @@ def make_chat_model(spec: str, settings: Settings, embedder: Embedder, instances
         model_id, _, region = rest.partition("@")
         return BedrockChatModel(
             model_id or settings.bedrock_model_id, region=region or next(iter(settings.bedrock_regions), None)
-            or settings.aws_region, api=settings.bedrock_api, endpoint_url=settings.aws_endpoint_url,
+            or settings.aws_region, api=settings.bedrock_api, endpoint_url=settings.endpoint_for("bedrock-runtime"),
             timeout=settings.request_timeout, temperature=settings.temperature,
         )
     if name == "fake":

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AuthError, ConfigError
-from ..registry import SQLiteRegistry
+from ..registry import Registry
 from ..settings import Settings
 
 KEY_PREFIX = "rl_"
@@ -23,7 +23,7 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(registry: SQLiteRegistry, tenant: str, name: str = "") -> tuple[str, str]:
+def create_key(registry: Registry, tenant: str, name: str = "") -> tuple[str, str]:
     """A new key for ``tenant``: (key id, the key). The key is not stored and cannot be shown again."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = hash_key(key)[:12]
@@ -34,7 +34,7 @@ def create_key(registry: SQLiteRegistry, tenant: str, name: str = "") -> tuple[s
 class Authenticator:
     """Turns request credentials into a tenant, or raises AuthError (401)."""
 
-    def __init__(self, settings: Settings, registry: SQLiteRegistry) -> None:
+    def __init__(self, settings: Settings, registry: Registry) -> None:
         self.settings = settings
         self.registry = registry
         self._jwks: Any = None
