@@ -49,6 +49,7 @@ test: dev
 lint: dev
 	$(UV) run --no-sync ruff check src tests scripts bench
 	$(UV) run --no-sync mypy --strict src/ragline
+	$(UV) run --no-sync cfn-lint deploy/template.yaml
 
 eval-scifact: setup
 	$(UV) run --no-sync ragline --home .ragline-eval/scifact eval retrieval --beir ../shared/data/scifact

@@ -121,19 +121,26 @@ def _corpus_items(path: Path) -> Iterator[SourceItem]:
             yield SourceItem(doc_id, hashlib.sha256(raw).hexdigest(), len(raw), load)
 
 
+def oversized_item(doc_id: str, name: str, size: int, max_bytes: int) -> SourceItem:
+    """An item for a file over the size limit: never read, it fails with the reason (and is recorded so)."""
+
+    def refuse() -> ParsedDocument:
+        raise ParseError(f"{name}: {human_size(size)} is over the {human_size(max_bytes)} limit (RAGLINE_MAX_FILE_BYTES)")
+
+    return SourceItem(doc_id, f"size:{size}", size, refuse)
+
+
+def bytes_item(doc_id: str, name: str, data: bytes) -> SourceItem:
+    """An item for a file's bytes, parsed by its name's suffix."""
+    return SourceItem(doc_id, hashlib.sha256(data).hexdigest(), len(data), lambda: parse(data, name))
+
+
 def _file_item(path: Path, max_bytes: int) -> SourceItem:
     size = path.stat().st_size
     doc_id = _doc_id_for(path)
     if size > max_bytes:
-
-        def refuse() -> ParsedDocument:
-            raise ParseError(
-                f"{path.name}: {human_size(size)} is over the {human_size(max_bytes)} limit (RAGLINE_MAX_FILE_BYTES)"
-            )
-
-        return SourceItem(doc_id, f"size:{size}", size, refuse)
-    data = path.read_bytes()
-    return SourceItem(doc_id, hashlib.sha256(data).hexdigest(), size, lambda: parse(data, path.name))
+        return oversized_item(doc_id, path.name, size, max_bytes)
+    return bytes_item(doc_id, path.name, path.read_bytes())
 
 
 def source_items(paths: Sequence[Path], max_bytes: int) -> Iterator[SourceItem]:

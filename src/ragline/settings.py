@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     language: str = Field("en", description="language tag stored with ingested chunks")
 
     embedder: str = Field("minilm", description="embedding model: minilm (local ONNX) or titan (Bedrock)")
-    titan_dimension: Literal[256, 512, 1024] = Field(1024, description="vector size of Titan Text Embeddings v2")
+    titan_dimension: int = Field(1024, description="vector size of Titan Text Embeddings v2: 256, 512 or 1024")
     embed_batch_size: int = Field(8, ge=1, le=1024)
     query_cache_size: int = Field(1024, ge=0)
 
@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(4000, ge=1)
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1)
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="one upload request, all files together")
+
+    @field_validator("titan_dimension")
+    @classmethod
+    def _titan_dimension(cls, value: int) -> int:
+        if value not in (256, 512, 1024):
+            raise ValueError("Titan Text Embeddings v2 makes vectors of 256, 512 or 1024 dimensions")
+        return value
 
     @classmethod
     def settings_customise_sources(

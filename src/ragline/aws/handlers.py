@@ -17,7 +17,6 @@ sets them) and reuse it across invocations.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -27,8 +26,8 @@ from urllib.parse import unquote_plus
 
 from ..compose import Ragline
 from ..engine import Query
-from ..errors import AuthError, InputError, RaglineError, TooLargeError
-from ..ingest import SourceItem, human_size
+from ..errors import AuthError, InputError, RaglineError
+from ..ingest import bytes_item, oversized_item
 from ..registry import DocumentRecord
 from ..settings import Settings
 from ..types import Done, Message, Sources, Token
@@ -64,10 +63,10 @@ def ingest(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
             for notification in body.get("Records", []):  # s3:TestEvent messages have none
                 _apply(rag, notification)
         except Exception as err:  # one bad message must not fail the batch
-            receive_count = record.get("attributes", {}).get("ApproximateReceiveCount", "?")
-            log.exception(json.dumps({  # the reason is also a JSON field, for log queries
-                "stage": "ingest", "message_id": record.get("messageId"), "error": str(err),  # noqa: TRY401
-                "receive_count": receive_count}))
+            line = json.dumps({"stage": "ingest", "message_id": record.get("messageId"), "error": str(err),
+                               "receive_count": record.get("attributes", {}).get("ApproximateReceiveCount")})
+            # bad input is explained by its message; anything else also needs its traceback
+            (log.error if isinstance(err, RaglineError) else log.exception)(line)
             failures.append({"itemIdentifier": record["messageId"]})
     return {"batchItemFailures": failures}
 
@@ -81,14 +80,13 @@ def _apply(rag: Ragline, notification: dict[str, Any]) -> None:
     tenant, doc_id = place
     view = rag.for_tenant(tenant)
     s3 = client("s3", rag.settings.aws_region, rag.settings.endpoint_for("s3"))
-    data = _read(s3, bucket, key, rag.settings.max_file_bytes)
-    if data is None:  # the object is gone: whatever the event said, the document must go
+    limit = rag.settings.max_file_bytes
+    size, data = _read(s3, bucket, key, limit)
+    if size is None:  # the object is gone: whatever the event said, the document must go
         removed = view.ingestor.remove(doc_id)
         log.info(json.dumps({"stage": "ingest", "tenant": tenant, "doc_id": doc_id, "removed": removed}))
         return
-    from ..parsing import parse
-
-    item = SourceItem(doc_id, hashlib.sha256(data).hexdigest(), len(data), lambda: parse(data, doc_id))
+    item = oversized_item(doc_id, doc_id, size, limit) if data is None else bytes_item(doc_id, doc_id, data)
     report = view.ingestor.run([item])
     log.info(json.dumps({"stage": "ingest", "tenant": tenant, "doc_id": doc_id, "summary": report.summary()}))
     if report.failed:
@@ -101,18 +99,19 @@ def _apply(rag: Ragline, notification: dict[str, Any]) -> None:
         raise InputError(reason)
 
 
-def _read(s3: Any, bucket: str, key: str, limit: int) -> bytes | None:
-    """The object's bytes; None when it no longer exists. Objects over the limit are refused before download."""
+def _read(s3: Any, bucket: str, key: str, limit: int) -> tuple[int | None, bytes | None]:
+    """(size, bytes) of the object; size None when it no longer exists, bytes None when it is over the limit
+    (it is then never downloaded)."""
     try:
-        size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-        data: bytes = b"" if size > limit else s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        size: int = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        if size > limit:
+            return size, None
+        data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except Exception as err:
         if error_code(err) in ("404", "NoSuchKey", "NotFound"):
-            return None
+            return None, None
         raise
-    if size > limit:
-        raise TooLargeError(f"{key}: {human_size(size)} is over the {human_size(limit)} limit (RAGLINE_MAX_FILE_BYTES)")
-    return data
+    return size, data
 
 
 # WebSocket API.

@@ -1,0 +1,303 @@
+"""ragline on AWS, exercised on loopback: moto in server mode (S3, DynamoDB, SQS, Cognito, API Gateway Management
+API) through the real boto3 client, LanceDB on ``s3://`` at that endpoint, and the loopback Bedrock. Every
+resource is created from ``deploy/template.yaml``'s own properties, and ragline is configured from the functions'
+environment as the template declares it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import pytest
+
+from ragline.aws import handlers
+from ragline.aws.dynamo import DynamoDBRegistry
+from ragline.aws.provision import ACCOUNT, TEMPLATE, provision
+from ragline.aws.testing import FakeAWSModels
+from ragline.registry import DocumentRecord
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REGION = "us-east-1"
+QUESTION = "When did Adobe make the PDF specification available free of charge?"
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def models(aws_env):
+    with FakeAWSModels() as fake:
+        yield fake
+
+
+@pytest.fixture
+def stack(aws_env, moto_url, models, monkeypatch, tmp_path):
+    """A fresh stack from the template; the process environment is what the template gives the functions."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    stack, template = provision(moto_url, name=name, region=REGION, parameters={"IngestMaxReceiveCount": 2})
+    env = stack.environment(template)
+    env.update({
+        "RAGLINE_HOME": str(tmp_path / "home"),
+        "RAGLINE_TITAN_DIMENSION": "256",
+        "RAGLINE_AWS_ENDPOINT_URL": moto_url,
+        "RAGLINE_AWS_ENDPOINTS": json.dumps({"bedrock-runtime": models.endpoint_url, "kendra": models.endpoint_url}),
+        # moto serves each user pool's keys here; on AWS the template's cognito-idp URL does
+        "RAGLINE_JWT_JWKS": f"{moto_url}/{stack.refs['UserPool']}/.well-known/jwks.json",
+        "RAGLINE_WEBSOCKET_ENDPOINT": moto_url,
+    })
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    handlers._rag.cache_clear()
+    yield stack
+    handlers._rag.cache_clear()
+
+
+def aws(service, moto_url):
+    return boto3.client(service, endpoint_url=moto_url, region_name=REGION)
+
+
+def drain(stack, moto_url, *, wait=2):
+    """What Lambda's SQS event source mapping does: receive a batch, invoke, delete what succeeded.
+
+    Failed messages are made visible again at once (on AWS, after the visibility timeout)."""
+    sqs = aws("sqs", moto_url)
+    got = sqs.receive_message(QueueUrl=stack.refs["IngestQueue"], MaxNumberOfMessages=10, WaitTimeSeconds=wait,
+                              AttributeNames=["All"]).get("Messages", [])
+    if not got:
+        return None
+    event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                          "attributes": m["Attributes"], "eventSource": "aws:sqs"} for m in got]}
+    result = handlers.ingest(event)
+    failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+    for m in got:
+        if m["MessageId"] in failed:
+            sqs.change_message_visibility(QueueUrl=stack.refs["IngestQueue"], ReceiptHandle=m["ReceiptHandle"],
+                                          VisibilityTimeout=0)
+        else:
+            sqs.delete_message(QueueUrl=stack.refs["IngestQueue"], ReceiptHandle=m["ReceiptHandle"])
+    return result, got
+
+
+def drain_all(stack, moto_url):
+    results = []
+    while (out := drain(stack, moto_url, wait=1)) is not None:
+        results.append(out)
+    return results
+
+
+def sign_in(stack, moto_url, email="ana@example.com"):
+    """A real Cognito access token (moto signs it with the pool's key) and the user's sub."""
+    idp = aws("cognito-idp", moto_url)
+    pool, client_id = stack.refs["UserPool"], stack.refs["UserPoolClient"]
+    idp.admin_create_user(UserPoolId=pool, Username=email, MessageAction="SUPPRESS")
+    idp.admin_set_user_password(UserPoolId=pool, Username=email, Password="Correct-Horse-42!", Permanent=True)
+    tokens = idp.initiate_auth(ClientId=client_id, AuthFlow="USER_PASSWORD_AUTH",
+                               AuthParameters={"USERNAME": email, "PASSWORD": "Correct-Horse-42!"})
+    user = idp.admin_get_user(UserPoolId=pool, Username=email)
+    sub = next(a["Value"] for a in user["UserAttributes"] if a["Name"] == "sub")
+    return tokens["AuthenticationResult"]["AccessToken"], sub
+
+
+def ws_event(route, connection, body=None, token=None):
+    event = {"requestContext": {"routeKey": route, "connectionId": connection, "domainName": "example",
+                                "stage": "prod"}}
+    if token:
+        event["queryStringParameters"] = {"token": token}
+    if body is not None:
+        event["body"] = json.dumps(body)
+    return event
+
+
+def posted(connection):
+    """The JSON events the handler posted to a connection (moto keeps the bytes per connection)."""
+    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+
+    data = apigatewaymanagementapi_backends[ACCOUNT][REGION].connections[connection].data.decode()
+    events, decoder, at = [], json.JSONDecoder(), 0
+    while at < len(data):
+        event, at = decoder.raw_decode(data, at)
+        events.append(event)
+    return events
+
+
+class LambdaContext:
+    def __init__(self, seconds):
+        self.until = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self):
+        return int((self.until - time.monotonic()) * 1000)
+
+
+def test_the_template_provisions_what_the_code_expects(stack, moto_url):
+    ddb = aws("dynamodb", moto_url)
+    ttl = ddb.describe_time_to_live(TableName=stack.refs["Table"])["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    attrs = aws("sqs", moto_url).get_queue_attributes(QueueUrl=stack.refs["IngestQueue"], AttributeNames=["All"])
+    redrive = json.loads(attrs["Attributes"]["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == stack.arns["IngestDeadLetterQueue"]
+    assert int(redrive["maxReceiveCount"]) == 2
+    text = TEMPLATE.read_text()
+    for action in ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "kendra:Retrieve",
+                   "execute-api:ManageConnections", "dynamodb:Query", "s3:GetObject"):
+        assert action in text
+
+
+def test_dynamodb_registry(stack, moto_url):
+    reg = DynamoDBRegistry(stack.refs["Table"], region=REGION, endpoint_url=moto_url)
+    records = [DocumentRecord("acme", f"guide/{n:02}.md", f"T{n}", f"h{n}", "ready", n, 10 * n, 1.5) for n in range(30)]
+    reg.put_many(records)  # more than one BatchWriteItem (25 at most)
+    assert reg.get("acme", "guide/07.md") == records[7]
+    assert reg.get("other", "guide/07.md") is None
+    assert len(reg.list("acme")) == 30 and [r.doc_id for r in reg.list("acme", "guide/0")][-1] == "guide/09.md"
+    assert reg.hashes("acme")["guide/29.md"] == ("h29", "ready")
+    assert reg.delete("acme", "guide/00.md") and not reg.delete("acme", "guide/00.md")
+    assert [reg.bump_index_version("acme") for _ in range(3)] == [1, 2, 3] and reg.index_version("zed") == 0
+    reg.set_meta("embedder", "titan/256")
+    assert reg.get_meta("embedder") == "titan/256" and reg.get_meta("nothing") is None
+    now = time.time()
+    reg.answer_put("k1", "acme", '{"text": "hi"}', now + 60)
+    reg.answer_put("k2", "acme", '{"text": "old"}', now - 5)
+    assert reg.answer_get("k1", now) == '{"text": "hi"}' and reg.answer_get("k2", now) is None  # TTL is lazy
+    assert reg.answer_count(now) == (1, 1) and reg.answer_clear("acme") == 2
+    reg.key_add("key1", "acme", "ci", "hash1")
+    assert reg.key_tenant("hash1") == "acme" and reg.key_revoke("key1") and reg.key_tenant("hash1") is None
+    reg.job_add("j1", "acme", "[]")
+    assert reg.job_claim() == ("j1", "acme", "[]") and reg.job_claim() is None  # claimed once
+    reg.connection_put("c1", "acme")
+    assert reg.connection_tenant("c1") == "acme"
+    reg.connection_delete("c1")
+    assert reg.connection_tenant("c1") is None
+
+
+def test_pdf_in_the_bucket_is_answered_over_the_websocket_then_forgotten_when_deleted(stack, moto_url, models):
+    s3 = aws("s3", moto_url)
+    bucket = stack.refs["DocumentsBucket"]
+    token, sub = sign_in(stack, moto_url)
+    s3.put_object(Bucket=bucket, Key=f"uploads/{sub}/reports/sample.pdf",
+                  Body=(FIXTURES / "pdf" / "sample_pdf_1.pdf").read_bytes())
+    results = drain_all(stack, moto_url)
+    assert results and all(r["batchItemFailures"] == [] for r, _ in results)
+    index_objects = s3.list_objects_v2(Bucket=bucket, Prefix="index/").get("KeyCount", 0)
+    assert index_objects > 0  # LanceDB wrote its table to S3
+
+    assert handlers.websocket(ws_event("$connect", "conn-bad", token="not-a-jwt"))["statusCode"] == 401
+    assert handlers.websocket(ws_event("$connect", "conn-1", token=token))["statusCode"] == 200
+    out = handlers.websocket(ws_event("sendMessage", "conn-1", {"action": "sendMessage", "question": QUESTION}),
+                             LambdaContext(30))
+    assert out["statusCode"] == 200
+    events = posted("conn-1")
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "token" and kinds[-2:] == ["sources", "done"] and set(kinds[:-2]) == {"token"}
+    answer = events[-1]["answer"]
+    assert "".join(e["text"] for e in events if e["type"] == "token") == answer["answer"]
+    assert "1993" in answer["sources"][0]["excerpt"] and answer["sources"][0]["doc_id"] == "reports/sample.pdf"
+    assert answer["citations"][0]["doc_id"] == "reports/sample.pdf" and answer["model"].startswith("bedrock:anthropic.claude-3-haiku")
+    assert models.chat_requests()[0]["path"].endswith("/converse-stream")
+
+    s3.delete_object(Bucket=bucket, Key=f"uploads/{sub}/reports/sample.pdf")
+    drain_all(stack, moto_url)
+    handlers.websocket(ws_event("sendMessage", "conn-1", {"action": "sendMessage", "question": QUESTION}))
+    after = posted("conn-1")[len(events):]
+    assert after[-1]["type"] == "done" and after[-1]["answer"]["sources"] == []
+    assert "reports/sample.pdf" not in json.dumps(after)
+    assert handlers.websocket(ws_event("$disconnect", "conn-1"))["statusCode"] == 200
+
+
+def test_another_tenant_never_sees_the_document(stack, moto_url):
+    s3 = aws("s3", moto_url)
+    token_a, sub_a = sign_in(stack, moto_url, "a@example.com")
+    token_b, _ = sign_in(stack, moto_url, "b@example.com")
+    s3.put_object(Bucket=stack.refs["DocumentsBucket"], Key=f"uploads/{sub_a}/sample.pdf",
+                  Body=(FIXTURES / "pdf" / "sample_pdf_1.pdf").read_bytes())
+    drain_all(stack, moto_url)
+    handlers.websocket(ws_event("$connect", "conn-b", token=token_b))
+    handlers.websocket(ws_event("sendMessage", "conn-b", {"question": QUESTION}))
+    done = posted("conn-b")[-1]
+    assert done["type"] == "done" and done["answer"]["sources"] == []
+
+
+def test_a_bad_file_fails_alone_and_ends_in_the_dead_letter_queue_with_its_reason(stack, moto_url):
+    s3 = aws("s3", moto_url)
+    bucket = stack.refs["DocumentsBucket"]
+    s3.put_object(Bucket=bucket, Key="uploads/acme/broken.pdf", Body=b"%PDF-1.7 this is not really a pdf")
+    s3.put_object(Bucket=bucket, Key="uploads/acme/notes.md", Body=b"# Notes\n\nThe launch is on Tuesday.")
+    first = drain_all(stack, moto_url)
+    failed = [f for r, _ in first for f in r["batchItemFailures"]]
+    handled = [m for _, ms in first for m in ms]
+    broken_ids = {m["MessageId"] for m in handled if "broken.pdf" in m["Body"]}
+    assert {f["itemIdentifier"] for f in failed} == broken_ids  # only the bad file's message is retried
+    registry = handlers._rag().registry
+    assert registry.get("acme", "notes.md").status == "ready"
+    row = registry.get("acme", "broken.pdf")
+    assert row.status == "failed" and "broken.pdf" in row.error
+    # maxReceiveCount is 2 here: after the second failed delivery SQS moves the message to the dead-letter queue
+    dlq = aws("sqs", moto_url).receive_message(QueueUrl=stack.refs["IngestDeadLetterQueue"], WaitTimeSeconds=1,
+                                                MaxNumberOfMessages=10).get("Messages", [])
+    assert len(dlq) == 1 and "uploads%2Facme%2Fbroken.pdf" in dlq[0]["Body"]
+
+
+def test_a_file_over_the_limit_is_refused_before_download(stack, moto_url, monkeypatch):
+    monkeypatch.setenv("RAGLINE_MAX_FILE_BYTES", "100")
+    handlers._rag.cache_clear()
+    aws("s3", moto_url).put_object(Bucket=stack.refs["DocumentsBucket"], Key="uploads/acme/big.txt", Body=b"x" * 500)
+    drain_all(stack, moto_url)
+    assert "over the 100 B limit" in handlers._rag().registry.get("acme", "big.txt").error
+
+
+class GoneServer:
+    """An API Gateway Management API whose connections are all gone (410 GoneException)."""
+
+    def __init__(self):
+        self.posts = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                owner.posts += 1
+                data = b'{"message": "gone"}'
+                self.send_response(410)
+                self.send_header("x-amzn-ErrorType", "GoneException")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_a_gone_connection_stops_the_answer(stack, moto_url, models, monkeypatch):
+    s3 = aws("s3", moto_url)
+    s3.put_object(Bucket=stack.refs["DocumentsBucket"], Key="uploads/acme/sample.pdf",
+                  Body=(FIXTURES / "pdf" / "sample_pdf_1.pdf").read_bytes())
+    drain_all(stack, moto_url)
+    handlers._rag().registry.connection_put("conn-gone", "acme")
+    gone = GoneServer()
+    monkeypatch.setenv("RAGLINE_WEBSOCKET_ENDPOINT", gone.url)
+    handlers._rag.cache_clear()
+    models.script = ["slow:0.25"]  # 12 tokens: about 3 s if the handler kept going
+    started = time.monotonic()
+    out = handlers.websocket(ws_event("sendMessage", "conn-gone", {"question": QUESTION}))
+    elapsed = time.monotonic() - started
+    gone.server.shutdown()
+    assert out["statusCode"] == 410 and gone.posts == 1
+    assert elapsed < 2.0
+    assert handlers._rag().registry.connection_tenant("conn-gone") is None
