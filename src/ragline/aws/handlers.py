@@ -101,7 +101,8 @@ def _apply(rag: Ragline, notification: dict[str, Any]) -> None:
 
 def _read(s3: Any, bucket: str, key: str, limit: int) -> tuple[int | None, bytes | None]:
     """(size, bytes) of the object; size None when it no longer exists, bytes None when it is over the limit
-    (it is then never downloaded)."""
+    (it is then never downloaded).
+    """
     try:
         size: int = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
         if size > limit:
