@@ -204,7 +204,8 @@ def test_pdf_in_the_bucket_is_answered_over_the_websocket_then_forgotten_when_de
     answer = events[-1]["answer"]
     assert "".join(e["text"] for e in events if e["type"] == "token") == answer["answer"]
     assert "1993" in answer["sources"][0]["excerpt"] and answer["sources"][0]["doc_id"] == "reports/sample.pdf"
-    assert answer["citations"][0]["doc_id"] == "reports/sample.pdf" and answer["model"].startswith("bedrock:anthropic.claude-3-haiku")
+    assert answer["citations"][0]["doc_id"] == "reports/sample.pdf"
+    assert answer["model"].startswith("bedrock:anthropic.claude-3-haiku")
     assert models.chat_requests()[0]["path"].endswith("/converse-stream")
 
     s3.delete_object(Bucket=bucket, Key=f"uploads/{sub}/reports/sample.pdf")
@@ -218,7 +219,7 @@ def test_pdf_in_the_bucket_is_answered_over_the_websocket_then_forgotten_when_de
 
 def test_another_tenant_never_sees_the_document(stack, moto_url):
     s3 = aws("s3", moto_url)
-    token_a, sub_a = sign_in(stack, moto_url, "a@example.com")
+    _, sub_a = sign_in(stack, moto_url, "a@example.com")
     token_b, _ = sign_in(stack, moto_url, "b@example.com")
     s3.put_object(Bucket=stack.refs["DocumentsBucket"], Key=f"uploads/{sub_a}/sample.pdf",
                   Body=(FIXTURES / "pdf" / "sample_pdf_1.pdf").read_bytes())

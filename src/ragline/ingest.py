@@ -125,7 +125,9 @@ def oversized_item(doc_id: str, name: str, size: int, max_bytes: int) -> SourceI
     """An item for a file over the size limit: never read, it fails with the reason (and is recorded so)."""
 
     def refuse() -> ParsedDocument:
-        raise ParseError(f"{name}: {human_size(size)} is over the {human_size(max_bytes)} limit (RAGLINE_MAX_FILE_BYTES)")
+        raise ParseError(
+            f"{name}: {human_size(size)} is over the {human_size(max_bytes)} limit (RAGLINE_MAX_FILE_BYTES)"
+        )
 
     return SourceItem(doc_id, f"size:{size}", size, refuse)
 

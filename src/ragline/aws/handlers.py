@@ -100,8 +100,9 @@ def _apply(rag: Ragline, notification: dict[str, Any]) -> None:
 
 
 def _read(s3: Any, bucket: str, key: str, limit: int) -> tuple[int | None, bytes | None]:
-    """(size, bytes) of the object; size None when it no longer exists, bytes None when it is over the limit
-    (it is then never downloaded).
+    """(size, bytes) of the object: size None when it no longer exists, bytes None when it is over the limit.
+
+    An object over the limit is never downloaded.
     """
     try:
         size: int = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
