@@ -299,6 +299,7 @@ def test_a_gone_connection_stops_the_answer(stack, moto_url, models, monkeypatch
     out = handlers.websocket(ws_event("sendMessage", "conn-gone", {"question": QUESTION}))
     elapsed = time.monotonic() - started
     gone.server.shutdown()
+    gone.server.server_close()
     assert out["statusCode"] == 410 and gone.posts == 1
     assert elapsed < 2.0
     assert handlers._rag().registry.connection_tenant("conn-gone") is None

@@ -13,7 +13,7 @@ from .ingest import Ingestor
 from .registry import Registry, SQLiteRegistry
 from .settings import Settings
 from .store import LanceStore
-from .types import Answerer, ChatModel, Embedder
+from .types import Answerer, ChatModel, Embedder, Retriever
 
 
 class Ragline:
@@ -29,7 +29,7 @@ class Ragline:
             return self
         if tenant not in self._tenants:  # built once per tenant, not once per request or job
             other = Ragline(self.settings.with_overrides(tenant=tenant))
-            for shared in ("embedder", "registry", "store", "chunker", "generator", "cache"):
+            for shared in ("embedder", "registry", "store", "chunker", "generator", "cache", "retriever"):
                 other.__dict__[shared] = getattr(self, shared)
             self._tenants[tenant] = other
         return self._tenants[tenant]
@@ -100,4 +100,19 @@ class Ragline:
             store=self.store, embedder=self.embedder, generator=self.generator, tenant=self.settings.tenant,
             query_cache_size=self.settings.query_cache_size, max_question_chars=self.settings.max_question_chars,
             rrf_k=self.settings.rrf_k, cache=self.cache, cache_conversations=self.settings.cache_conversations,
+            retriever=self.retriever,
+        )
+
+    @cached_property
+    def retriever(self) -> Retriever | None:
+        """A retriever used instead of the store's own search (Amazon Kendra), or None."""
+        if self.settings.retriever != "kendra":
+            return None
+        from .aws.kendra import KendraRetriever
+
+        s = self.settings
+        return KendraRetriever(
+            s.kendra_index_id or "", language=s.kendra_language, default_language=s.language,
+            tenant_attribute=s.kendra_tenant_attribute, region=s.aws_region, endpoint_url=s.endpoint_for("kendra"),
+            timeout=s.request_timeout,
         )

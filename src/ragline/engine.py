@@ -30,6 +30,7 @@ from .types import (
     Hit,
     Message,
     ModelEvent,
+    Retriever,
     Source,
     Sources,
     Token,
@@ -114,6 +115,7 @@ class Engine:
         rrf_k: int = 60,
         cache: AnswerCache | None = None,
         cache_conversations: bool = False,
+        retriever: Retriever | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -124,6 +126,7 @@ class Engine:
         self.rrf_k = rrf_k
         self.cache = cache
         self.cache_conversations = cache_conversations
+        self.retriever = retriever
 
     def check(self, query: Query) -> None:
         """Refuse questions that cannot be served, saying why."""
@@ -140,6 +143,8 @@ class Engine:
     def retrieve(self, question: str, *, k: int = 5, mode: str = "hybrid",
                  filters: Mapping[str, str] | None = None) -> list[Hit]:
         """The best ``k`` chunks for the question, always limited to this engine's tenant."""
+        if self.retriever is not None:
+            return self.retriever.retrieve(question, k=k, filters=filters or {}, tenant=self.tenant)
         scoped = {**(filters or {}), "tenant": self.tenant}
         depth = max(k * 4, 50)
         rankings: dict[str, list[Hit]] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -312,4 +312,15 @@ class Answerer(Protocol):
 
     def answer(self, question: str, sources: Sequence[Source]) -> Iterator[ModelEvent]:
         """Yield the answer's Token events."""
+        ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Finds the passages for a question (used instead of the store's own search, e.g. Amazon Kendra)."""
+
+    name: str
+
+    def retrieve(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str) -> list[Hit]:
+        """The best ``k`` passages for the question, limited to the tenant."""
         ...
