@@ -14,6 +14,7 @@ from ragline.engine import Query
 from ragline.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("aws_env")
+INDEX = "0f3e1c2a-4b5d-4e6f-8a9b-0c1d2e3f4a5b"  # botocore checks the shape: 36 characters
 PASSAGES = [
     {"id": "lex-en", "title": "What is Amazon Lex?", "language": "en", "uri": "https://docs.aws.amazon.com/lex/what-is",
      "text": "Amazon Lex is a service for building conversational interfaces into any application using voice and "
@@ -32,12 +33,12 @@ def test_language_detection_falls_back_on_weak_guesses():
 
 def test_retrieve_filters_by_the_detected_language_and_the_tenant():
     with FakeAWSModels(passages=PASSAGES) as aws:
-        kendra = KendraRetriever("0f3e1c2a-4b5d-4e6f-8a9b-0c1d2e3f4a5b", tenant_attribute="tenant", endpoint_url=aws.endpoint_url)
+        kendra = KendraRetriever(INDEX, tenant_attribute="tenant", endpoint_url=aws.endpoint_url)
         hits = kendra.retrieve("Was ist Amazon Lex und wofür wird der Dienst verwendet?", k=3,
                                filters={"tenant": "ignored", "product": "lex"}, tenant="acme")
         request = aws.requests[0]
     assert request["target"] == "AWSKendraFrontendService.Retrieve"
-    assert request["body"]["IndexId"] == "0f3e1c2a-4b5d-4e6f-8a9b-0c1d2e3f4a5b" and request["body"]["PageSize"] == 3
+    assert request["body"]["IndexId"] == INDEX and request["body"]["PageSize"] == 3
     assert request["body"]["AttributeFilter"] == {"AndAllFilters": [
         {"EqualsTo": {"Key": "_language_code", "Value": {"StringValue": "de"}}},
         {"EqualsTo": {"Key": "tenant", "Value": {"StringValue": "acme"}}},
@@ -51,7 +52,7 @@ def test_the_engine_answers_from_kendra_with_citations(tmp_path):
     with FakeAWSModels(passages=PASSAGES) as aws:
         endpoints = json.dumps({"bedrock-runtime": aws.endpoint_url, "kendra": aws.endpoint_url})
         rag = Ragline(Settings(
-            home=tmp_path, retriever="kendra", kendra_index_id="0f3e1c2a-4b5d-4e6f-8a9b-0c1d2e3f4a5b", kendra_language="en",
+            home=tmp_path, retriever="kendra", kendra_index_id=INDEX, kendra_language="en",
             chat_model="bedrock", embedder="titan", aws_endpoints=json.loads(endpoints), cache=False,
         ))
         answer = rag.engine.ask(Query("What is Amazon Lex?", k=2))
