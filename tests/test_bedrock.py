@@ -135,3 +135,19 @@ def test_titan_v2_embeddings_keep_order_and_dimension():
     assert sorted(b["inputText"] for b in bodies) == sorted(["amazon lex bots", "lambda functions", "amazon lex bots"])
     assert all(b["dimensions"] == 256 and b["normalize"] is True for b in bodies)
     assert titan.name == "amazon.titan-embed-text-v2:0/256" and titan.count_tokens("Amazon Lex") == 2
+
+
+def test_a_question_with_an_image_reaches_the_model_with_the_sources(make_app, tmp_path):
+    from ragline.engine import Query
+
+    (tmp_path / "kb").mkdir()
+    (tmp_path / "kb" / "lex.md").write_text("# Lex\n\nAmazon Lex builds chatbots. It uses ASR.\n")
+    with FakeAWSModels() as aws:
+        app = make_app(chat_model="bedrock", aws_endpoints={"bedrock-runtime": aws.endpoint_url})
+        from ragline.ingest import source_items
+
+        app.ingestor.run(list(source_items([tmp_path / "kb" / "lex.md"], 10_000)))
+        answer = app.engine.ask(Query("What does this screenshot show about Lex?", images=[Image(PNG, "image/png")]))
+        blocks = aws.chat_requests()[0]["body"]["messages"][-1]["content"]
+    assert answer.citations and answer.cache == "off"  # questions with pictures are never cached
+    assert blocks[0]["image"]["format"] == "png" and "[1]" in blocks[1]["text"]

@@ -73,13 +73,23 @@ def test_ls_and_rm(kb: Path) -> None:
 def test_user_errors_are_one_clear_line(kb: Path) -> None:
     bad_model = run(kb, "ask", "--model", "gpt-17", "hi", check=False)
     assert bad_model.returncode == 2
-    assert "error: invalid settings: chat_model: Input should be 'local', 'extractive' or 'openai'" in bad_model.stderr
+    assert ("error: invalid settings: chat_model: Input should be 'local', 'extractive', 'openai' or 'bedrock'"
+            in bad_model.stderr)
     long_question = run(kb, "ask", "--model", "extractive", "x" * 100_000, check=False)
     assert long_question.returncode == 2
     assert "error: the question is 100,000 characters; the limit is 4,000" in long_question.stderr
     missing = run(kb, "ingest", "nowhere.pdf", check=False)
     assert missing.returncode == 2 and "error: no such file or folder: nowhere.pdf" in missing.stderr
-    assert "Traceback" not in bad_model.stderr + long_question.stderr + missing.stderr
+    picture = kb.parent / "photo.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    image_to_text_model = run(kb, "ask", "--model", "extractive", "--image", str(picture), "What is this?", check=False)
+    assert image_to_text_model.returncode == 2
+    assert "error: the model extractive does not take images; use a Bedrock model" in image_to_text_model.stderr
+    not_an_image = run(kb, "ask", "--model", "extractive", "--image", str(kb.parent / "kb" / "lex.md"), "?",
+                       check=False)
+    assert "lex.md: not an image ragline can send; use .png, .jpg, .gif or .webp" in not_an_image.stderr
+    assert "Traceback" not in (bad_model.stderr + long_question.stderr + missing.stderr
+                               + image_to_text_model.stderr + not_an_image.stderr)
 
 
 def test_chat_keeps_going_until_ctrl_d(kb: Path) -> None:

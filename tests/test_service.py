@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 
@@ -148,3 +149,14 @@ def test_a_client_that_disconnects_mid_stream_stops_the_generation(make_app, tmp
             assert gauges() == before  # no task or file handle left behind
         finally:
             stop()
+
+
+def test_images_in_a_query_are_checked_and_refused_clearly_by_a_text_model(server) -> None:
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(32)).decode()
+    refused = httpx.post(f"{server}/v1/query", timeout=60, json={
+        "question": "What is in this picture?", "images": [{"media_type": "image/png", "data": png}]})
+    assert refused.status_code == 422
+    assert "does not take images; use a Bedrock model that does" in refused.json()["error"]["message"]
+    garbled = httpx.post(f"{server}/v1/query", timeout=60, json={
+        "question": "What is this?", "images": [{"media_type": "image/png", "data": "not base64!"}]})
+    assert garbled.status_code == 422 and "not valid base64" in garbled.json()["error"]["message"]

@@ -146,18 +146,22 @@ def _stream_answer(app: Any, query: Any, as_json: bool) -> Any:
 @click.option("--show-prompt", is_flag=True, help="Print the exact prompt sent to the model first.")
 @click.option("--deadline", type=float, help="Seconds for the whole answer; then it is returned partial.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the answer cache.")
+@click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A picture to send with the question (png, jpg, gif, webp), for models that take images.")
 @click.pass_context
 def ask(ctx: click.Context, question: str, as_json: bool, where: tuple[str, ...], k: int | None,
         model: str | None, mode: str | None, max_tokens: int | None, show_prompt: bool,
-        deadline: float | None, no_cache: bool) -> None:
+        deadline: float | None, no_cache: bool, images: tuple[Path, ...]) -> None:
     """Answer a question from the ingested documents, streaming tokens, then the sources."""
     from .engine import Query
+    from .types import Image
 
     with _errors():
         app = _app(ctx, chat_model=model, k=k, retrieval=mode, max_tokens=max_tokens, deadline=deadline)
         s = app.settings
         query = Query(question, _pairs(where, "--where"), s.k, s.retrieval, max_tokens=s.max_tokens,
-                      deadline=s.deadline, use_cache=not no_cache)
+                      deadline=s.deadline, use_cache=not no_cache,
+                      images=[Image.from_bytes(p.read_bytes(), p.name) for p in images])
         if show_prompt:
             app.engine.check(query)
             hits = app.engine.retrieve(question, k=query.k, mode=query.mode, filters=query.filters)

@@ -28,6 +28,7 @@ from .types import (
     Embedder,
     Event,
     Hit,
+    Image,
     Message,
     ModelEvent,
     Retriever,
@@ -54,6 +55,7 @@ class Query:
     max_tokens: int = 256
     deadline: float | None = None  # seconds for the whole answer; at the deadline the answer is partial
     use_cache: bool = True
+    images: Sequence[Image] = ()  # pictures sent with the question, for models that take images
 
 
 def log_stage(stage: str, seconds: float, **extra: object) -> None:
@@ -139,6 +141,11 @@ class Engine:
             )
         if query.mode not in MODES:
             raise InputError(f"unknown retrieval mode {query.mode!r}; valid: {', '.join(MODES)}")
+        if query.images and not getattr(self.generator, "accepts_images", False):
+            raise InputError(
+                f"the model {self.generator.name} does not take images; use a Bedrock model that does "
+                "(Claude 3 or later, Nova Lite/Pro)"
+            )
 
     def retrieve(self, question: str, *, k: int = 5, mode: str = "hybrid",
                  filters: Mapping[str, str] | None = None) -> list[Hit]:
@@ -168,13 +175,18 @@ class Engine:
         """The messages sent to the model, and the sources that fit in them."""
         context = getattr(self.generator, "context_tokens", 2048)
         budget = int((context - query.max_tokens) * 0.9)
-        return build_messages(
+        messages, used = build_messages(
             query.question, sources, [s.excerpt for s in sources], history=query.history,
             budget_tokens=budget, count_tokens=self.embedder.count_tokens,
         )
+        if query.images:
+            messages[-1] = Message("user", messages[-1].content, tuple(query.images))
+        return messages, used
 
     def _cache_key(self, query: Query) -> str | None:
-        if self.cache is None or not query.use_cache or (query.history and not self.cache_conversations):
+        if self.cache is None or not query.use_cache or query.images or (
+            query.history and not self.cache_conversations
+        ):
             return None
         return self.cache.key(question=query.question, filters=query.filters, k=query.k, mode=query.mode,
                               tenant=self.tenant, model=self.generator.name)

@@ -66,6 +66,11 @@ class ResilientChatModel:
         return self.chain[0].name
 
     @property
+    def accepts_images(self) -> bool:
+        """True when every model of the chain takes images (a failover must be able to answer too)."""
+        return all(getattr(m, "accepts_images", False) for m in self.chain)
+
+    @property
     def context_tokens(self) -> int:
         """The smallest context of the chain, so the prompt fits whichever model answers."""
         return min(m.context_tokens for m in self.chain)

@@ -215,12 +215,30 @@ ModelEvent = Token | UsageEvent
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 
 
+MAX_IMAGE_BYTES = 3_750_000  # Bedrock Converse's limit per image
+
+
 @dataclass(frozen=True, slots=True)
 class Image:
     """A picture sent with a question, for models that take images."""
 
     data: bytes
     media_type: str  # one of IMAGE_TYPES
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str) -> Image:
+        """An image from a file's bytes; the type comes from the name (.png .jpg .jpeg .gif .webp)."""
+        from .errors import InputError, TooLargeError
+
+        suffix = name.rsplit(".", 1)[-1].lower()
+        media_type = f"image/{'jpeg' if suffix == 'jpg' else suffix}"
+        if media_type not in IMAGE_TYPES:
+            raise InputError(f"{name}: not an image ragline can send; use .png, .jpg, .gif or .webp")
+        if len(data) > MAX_IMAGE_BYTES:
+            raise TooLargeError(f"{name}: {len(data):,} bytes; images are limited to {MAX_IMAGE_BYTES:,} bytes")
+        if not data:
+            raise InputError(f"{name}: empty image")
+        return cls(data, media_type)
 
     @property
     def format(self) -> str:

@@ -28,7 +28,7 @@ from ..engine import Engine, Query
 from ..ingest import human_size
 from ..jobs import JobQueue, safe_name
 from ..parsing import SUPPORTED
-from ..types import Answer, Message
+from ..types import Answer, Image, Message
 from .auth import Authenticator
 from .events import completion, completion_chunks, sse_stream
 from .metrics import Metrics
@@ -52,6 +52,24 @@ def status_for(err: errors.RaglineError) -> int:
     """The HTTP status of an error."""
     return next((code for kind, code in STATUS if isinstance(err, kind)), 500)
 
+class ImageIn(BaseModel):
+    """A picture sent with the question (base64), for models that take images."""
+
+    media_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+    data: str = Field(description="base64 of the image bytes")
+
+    def image(self) -> Image:
+        """The decoded image."""
+        import base64
+        import binascii
+
+        try:
+            raw = base64.b64decode(self.data, validate=True)
+        except binascii.Error as err:
+            raise errors.InputError("images[].data is not valid base64") from err
+        return Image.from_bytes(raw, "image." + self.media_type.split("/")[1])
+
+
 class QueryRequest(BaseModel):
     """A question for ``POST /v1/query``."""
 
@@ -63,6 +81,7 @@ class QueryRequest(BaseModel):
     deadline: float | None = Field(None, gt=0, le=3600)
     stream: bool = False
     use_cache: bool = True
+    images: list[ImageIn] = Field(default_factory=list, max_length=5)
 
 class ChatMessage(BaseModel):
     """One OpenAI chat message (text content, or a list of text parts)."""
@@ -130,6 +149,7 @@ class Service:
         return Query(
             body.question, body.filters, body.k or s.k, body.mode or s.retrieval, history,
             body.max_tokens or s.max_tokens, body.deadline or s.deadline, body.use_cache,
+            [i.image() for i in body.images],
         )
 
     def done(self, answer: Answer) -> None:
