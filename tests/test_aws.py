@@ -303,3 +303,36 @@ def test_a_gone_connection_stops_the_answer(stack, moto_url, models, monkeypatch
     assert out["statusCode"] == 410 and gone.posts == 1
     assert elapsed < 2.0
     assert handlers._rag().registry.connection_tenant("conn-gone") is None
+
+
+def test_the_http_function_uploads_to_the_bucket_and_answers_with_a_cognito_token(stack, moto_url, monkeypatch):
+    """The HTTP function's settings (uploads go to S3; S3 notifications ingest them), on uvicorn."""
+    import httpx
+
+    from conftest import serve
+    from ragline.compose import Ragline
+    from ragline.service.app import create_app
+    from ragline.settings import Settings
+
+    monkeypatch.setenv("RAGLINE_UPLOADS_BUCKET", stack.refs["DocumentsBucket"])
+    token, sub = sign_in(stack, moto_url)
+    url, stop = serve(create_app(Ragline(Settings())))
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        assert httpx.get(f"{url}/v1/documents", timeout=30).status_code == 401
+        pdf = (FIXTURES / "pdf" / "sample_pdf_1.pdf").read_bytes()
+        up = httpx.post(f"{url}/v1/documents", headers=auth, files=[("files", ("sample.pdf", pdf))], timeout=30)
+        assert up.status_code == 202 and up.json()["status_urls"] == ["/v1/documents/sample.pdf"]
+        keys = [o["Key"] for o in aws("s3", moto_url).list_objects_v2(
+            Bucket=stack.refs["DocumentsBucket"], Prefix="uploads/")["Contents"]]
+        assert keys == [f"uploads/{sub}/sample.pdf"]
+        drain_all(stack, moto_url)  # the ingestion function's turn
+        assert httpx.get(f"{url}/v1/documents/sample.pdf", headers=auth, timeout=30).json()["status"] == "ready"
+        answer = httpx.post(f"{url}/v1/query", headers=auth, json={"question": QUESTION}, timeout=60).json()
+        assert answer["citations"][0]["doc_id"] == "sample.pdf"
+        assert httpx.delete(f"{url}/v1/documents/sample.pdf", headers=auth, timeout=30).status_code == 200
+        assert aws("s3", moto_url).list_objects_v2(Bucket=stack.refs["DocumentsBucket"], Prefix="uploads/")[
+            "KeyCount"] == 0
+        drain_all(stack, moto_url)  # the removal notification finds nothing left to do
+    finally:
+        stop()

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
         default_factory=dict, description='endpoints per service, e.g. {"bedrock-runtime": "http://127.0.0.1:9000"}'
     )
 
+    uploads_bucket: str | None = Field(
+        None, description="on AWS: HTTP uploads go to s3://BUCKET/uploads/TENANT/, whose notifications ingest them"
+    )
     websocket_endpoint: str | None = Field(
         None, description="API Gateway Management API endpoint (default: from the WebSocket event)"
     )

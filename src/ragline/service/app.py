@@ -28,6 +28,7 @@ from ..engine import Engine, Query
 from ..ingest import human_size
 from ..jobs import JobQueue, safe_name
 from ..parsing import SUPPORTED
+from ..settings import Settings
 from ..types import Answer, Image, Message
 from .auth import Authenticator
 from .events import completion, completion_chunks, sse_stream
@@ -162,6 +163,9 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if service.settings.uploads_bucket:  # on AWS, S3 notifications feed the ingestion function instead
+            yield
+            return
         service.jobs.start()
         try:
             yield
@@ -264,6 +268,11 @@ def _add_document_routes(app: FastAPI, service: Service) -> None:
         except errors.RaglineError:
             shutil.rmtree(folder, ignore_errors=True)
             raise
+        if service.settings.uploads_bucket:
+            await anyio.to_thread.run_sync(_to_bucket, service.settings, tenant, saved)
+            shutil.rmtree(folder, ignore_errors=True)
+            return {"status": "queued", "files": [f["name"] for f in saved],
+                    "status_urls": [f"/v1/documents/{f['name']}" for f in saved]}
         service.jobs.submit(job_id, tenant, saved)
         return {"job_id": job_id, "status": "queued", "files": [f["name"] for f in saved],
                 "status_url": f"/v1/jobs/{job_id}"}
@@ -302,9 +311,25 @@ def _add_document_routes(app: FastAPI, service: Service) -> None:
     @app.delete("/v1/documents/{doc_id:path}")
     def delete_document(doc_id: str, request: Request) -> dict[str, Any]:
         """Remove every chunk of a document and its record."""
-        if not service.rag.for_tenant(service.tenant(request)).ingestor.remove(doc_id):
+        tenant = service.tenant(request)
+        if not service.rag.for_tenant(tenant).ingestor.remove(doc_id):
             raise errors.NotFoundError(f"no such document: {doc_id}")
+        if service.settings.uploads_bucket:  # or its notification would bring it back on the next redelivery
+            _bucket(service.settings).delete_object(Bucket=service.settings.uploads_bucket,
+                                                    Key=f"uploads/{tenant}/{doc_id}")
         return {"deleted": doc_id}
+
+def _bucket(settings: Settings) -> Any:
+    from ..aws.clients import client
+
+    return client("s3", settings.aws_region, settings.endpoint_for("s3"))
+
+
+def _to_bucket(settings: Settings, tenant: str, saved: list[dict[str, Any]]) -> None:
+    """Put saved uploads under ``uploads/TENANT/`` in the bucket; its notifications start the ingestion."""
+    for f in saved:
+        _bucket(settings).upload_file(f["path"], settings.uploads_bucket, f"uploads/{tenant}/{f['name']}")
+
 
 async def _save(upload: UploadFile, folder: Path, limit: int) -> dict[str, Any]:
     """Stream one uploaded file to disk, refusing unsupported types (415) and oversize files (413)."""
