@@ -309,10 +309,11 @@ def test_the_http_function_uploads_to_the_bucket_and_answers_with_a_cognito_toke
     """The HTTP function's settings (uploads go to S3; S3 notifications ingest them), on uvicorn."""
     import httpx
 
-    from conftest import serve
     from ragline.compose import Ragline
     from ragline.service.app import create_app
     from ragline.settings import Settings
+
+    from conftest import serve
 
     monkeypatch.setenv("RAGLINE_UPLOADS_BUCKET", stack.refs["DocumentsBucket"])
     token, sub = sign_in(stack, moto_url)
