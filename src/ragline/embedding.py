@@ -35,6 +35,17 @@ def _minilm_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model.onnx"
 
 
+def wordpiece_tokenizer() -> Any:
+    """MiniLM's WordPiece tokenizer (shipped in ``assets/minilm``), without truncation or padding."""
+    from tokenizers import Tokenizer
+
+    tok_file = resources.files("ragline").joinpath("assets/minilm/tokenizer.json")
+    tokenizer = Tokenizer.from_str(tok_file.read_text(encoding="utf-8"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2, int8 ONNX; 384-dimensional, normalised vectors."""
 
@@ -53,13 +64,8 @@ class MiniLMEmbedder:
             if self._session is not None:
                 return
             import onnxruntime as ort
-            from tokenizers import Tokenizer
 
-            tok_file = resources.files("ragline").joinpath("assets/minilm/tokenizer.json")
-            tokenizer = Tokenizer.from_str(tok_file.read_text(encoding="utf-8"))
-            counter = Tokenizer.from_str(tokenizer.to_str())
-            counter.no_truncation()
-            counter.no_padding()
+            tokenizer, counter = wordpiece_tokenizer(), wordpiece_tokenizer()
             tokenizer.enable_truncation(MAX_SEQ_TOKENS)
             tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
             options = ort.SessionOptions()

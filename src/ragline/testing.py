@@ -21,8 +21,10 @@ class FakeEmbedder:
     """Hashed bag of words: texts sharing words are close; no model, no download, same output every run."""
 
     name = "fake-bag-of-words"
-    dimension = 64
     tokenizer = None
+
+    def __init__(self, dimension: int = 64) -> None:
+        self.dimension = dimension
 
     def count_tokens(self, text: str) -> int:
         """Words in the text."""
@@ -57,7 +59,30 @@ class EchoChatModel:
 
 
 class _QuietServer(ThreadingHTTPServer):
-    """Clients that hang up on a stalled or delayed answer are expected here: no traceback on stderr."""
+    """A threaded HTTP server on a free loopback port, run in a daemon thread.
+
+    Clients that hang up on a stalled or delayed answer are expected here: no traceback on stderr.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> None:
+        """Serve in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket."""
+        self.shutdown()
+        self.server_close()
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Ignore connection errors from clients that gave up; report anything else."""
@@ -146,19 +171,16 @@ class FaultyOpenAIServer:
                 self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
                 self.wfile.flush()
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = _QuietServer(Handler)
 
     @property
     def base_url(self) -> str:
         """The server's ``/v1`` base URL."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"{self._server.origin}/v1"
 
     def __enter__(self) -> FaultyOpenAIServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

@@ -209,16 +209,9 @@ class TitanEmbedder:
     def tokenizer(self) -> Any:
         """The WordPiece tokenizer used to size chunks."""
         if self._counter is None:
-            from importlib import resources
+            from ..embedding import wordpiece_tokenizer
 
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_str(
-                resources.files("ragline").joinpath("assets/minilm/tokenizer.json").read_text(encoding="utf-8")
-            )
-            tok.no_truncation()
-            tok.no_padding()
-            self._counter = tok
+            self._counter = wordpiece_tokenizer()
         return self._counter
 
     def count_tokens(self, text: str) -> int:

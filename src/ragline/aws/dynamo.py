@@ -27,6 +27,7 @@ import json
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from ..errors import StoreError
@@ -52,7 +53,6 @@ class DynamoDBRegistry:
                  timeout: float = 10.0) -> None:
         self.table = table
         self._region, self._endpoint_url, self._timeout = region, endpoint_url, timeout
-        self._codec: tuple[Any, Any] | None = None
 
     def _db(self) -> Any:
         return client("dynamodb", self._region, self._endpoint_url, self._timeout)
@@ -65,18 +65,17 @@ class DynamoDBRegistry:
         except (ClientError, BotoCoreError) as err:
             raise StoreError(f"DynamoDB table {self.table!r}: {operation} failed: {err}") from err
 
-    def _encode(self, item: dict[str, Any]) -> dict[str, Any]:
-        if self._codec is None:
-            from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+    @cached_property
+    def _codec(self) -> tuple[Any, Any]:
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-            self._codec = (TypeSerializer(), TypeDeserializer())
+        return TypeSerializer(), TypeDeserializer()
+
+    def _encode(self, item: dict[str, Any]) -> dict[str, Any]:
         return {k: self._codec[0].serialize(Decimal(str(v)) if isinstance(v, float) else v)
                 for k, v in item.items() if v is not None}
 
     def _decode(self, item: dict[str, Any]) -> dict[str, Any]:
-        if self._codec is None:
-            self._encode({})
-        assert self._codec is not None
         return {k: _plain(self._codec[1].deserialize(v)) for k, v in item.items()}
 
     def _key(self, pk: str, sk: str = "-") -> dict[str, Any]:
@@ -94,20 +93,17 @@ class DynamoDBRegistry:
         if prefix:
             condition += " AND begins_with(sk, :prefix)"
             values[":prefix"] = {"S": prefix}
-        params: dict[str, Any] = {"KeyConditionExpression": condition, "ExpressionAttributeValues": values,
-                                  "ConsistentRead": True}
-        while True:
-            page = self._call("query", **params)
-            yield from (self._decode(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._pages("query", KeyConditionExpression=condition, ExpressionAttributeValues=values,
+                           ConsistentRead=True)
 
     def _scan(self, pk_prefix: str) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"FilterExpression": "begins_with(pk, :p)",
-                                  "ExpressionAttributeValues": {":p": {"S": pk_prefix}}}
+        return self._pages("scan", FilterExpression="begins_with(pk, :p)",
+                           ExpressionAttributeValues={":p": {"S": pk_prefix}})
+
+    def _pages(self, operation: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a Query or Scan, following ``LastEvaluatedKey`` across pages."""
         while True:
-            page = self._call("scan", **params)
+            page = self._call(operation, **params)
             yield from (self._decode(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return

@@ -18,7 +18,6 @@ import hashlib
 import itertools
 import json
 import re
-import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
-from ..testing import _QuietServer
+from ..testing import FakeEmbedder, _QuietServer
 
 _WORD = re.compile(r"\w+")
 _SOURCE_ONE = re.compile(r"^\[1\] [^\n]*\n([^\n]+)", re.MULTILINE)
@@ -56,15 +55,6 @@ def stream_exception(kind: str, message: str) -> bytes:
         {":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"},
         json.dumps({"message": message}).encode(),
     )
-
-
-def fake_vector(text: str, dimension: int) -> list[float]:
-    """A deterministic normalised bag-of-words vector (texts sharing words are close)."""
-    out = [0.0] * dimension
-    for word in _WORD.findall(text.lower()):
-        out[int(hashlib.md5(word.encode()).hexdigest(), 16) % dimension] += 1.0
-    norm = sum(v * v for v in out) ** 0.5 or 1.0
-    return [v / norm for v in out]
 
 
 def grounded_answer(prompt: str) -> list[str]:
@@ -145,14 +135,11 @@ class FakeAWSModels:
                 self._chat(operation, body)
 
             def _chat(self, operation: str, body: dict[str, Any]) -> None:
-                if operation == "invoke-with-response-stream":
-                    problems = anthropic_problems(body)
-                    if problems:
-                        self._error(400, "ValidationException", "; ".join(problems))
-                        return
-                    prompt = body["messages"][-1]["content"][-1]["text"]
-                else:
-                    prompt = body["messages"][-1]["content"][-1]["text"]
+                problems = anthropic_problems(body) if operation == "invoke-with-response-stream" else []
+                if problems:
+                    self._error(400, "ValidationException", "; ".join(problems))
+                    return
+                prompt = body["messages"][-1]["content"][-1]["text"]
                 step = owner.script.pop(0) if len(owner.script) > 1 else owner.script[0]
                 kind, _, arg = step.partition(":")
                 errors = {"throttle": (429, "ThrottlingException"), "unavailable": (503, "ServiceUnavailableException"),
@@ -188,33 +175,29 @@ class FakeAWSModels:
                     self._error(400, "ValidationException", "expected Titan v2: inputText, dimensions 256/512/1024")
                     return
                 text = body["inputText"]
-                self._json(200, {"embedding": fake_vector(text, dimension), "inputTextTokenCount": len(text.split())})
+                vector = FakeEmbedder(dimension).embed_batch([text])[0].tolist()
+                self._json(200, {"embedding": vector, "inputTextTokenCount": len(text.split())})
 
-            def _json(self, status: int, payload: dict[str, Any]) -> None:
+            def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
             def _error(self, status: int, code: str, message: str) -> None:
-                data = json.dumps({"message": message, "__type": code}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("x-amzn-ErrorType", f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                # restJson services name the error in a header, JSON 1.1 ones (Kendra) in __type: send both
+                self._json(status, {"message": message, "__type": code},
+                           {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/"})
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = _QuietServer(Handler)
 
     @property
     def endpoint_url(self) -> str:
         """Where boto3 should send Bedrock Runtime and Kendra requests."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.origin
 
     def chat_requests(self) -> list[dict[str, Any]]:
         """The recorded chat requests (ConverseStream and InvokeModelWithResponseStream)."""
@@ -243,12 +226,11 @@ class FakeAWSModels:
         return {"QueryId": hashlib.md5(body["QueryText"].encode()).hexdigest(), "ResultItems": items}
 
     def __enter__(self) -> FakeAWSModels:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
 
 def _language_filter(attribute_filter: dict[str, Any]) -> str | None:
