@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,40 @@ def make_app(tmp_path: Path, minilm: MiniLMEmbedder) -> Callable[..., Ragline]:
     return build
 
 
+STORES = ["lancedb", "opensearch-es", "opensearch-aoss"]
+if os.environ.get("OPENSEARCH_URL"):
+    STORES.append("opensearch-live")
+
+
+@pytest.fixture(params=STORES)
+def make_store_app(
+    request: pytest.FixtureRequest, make_app: Callable[..., Ragline]
+) -> Iterator[Callable[..., Ragline]]:
+    """``make_app`` over each store the contract covers: LanceDB; OpenSearch as a managed domain and as Serverless
+    (the loopback fake, SigV4-signed); and a real OpenSearch when ``OPENSEARCH_URL`` names one."""
+    import uuid
+
+    from ragline.testing_opensearch import FakeOpenSearch
+
+    kind = request.param
+    if kind == "lancedb":
+        yield make_app
+        return
+    if kind == "opensearch-live":
+        index = f"ragline-test-{uuid.uuid4().hex[:8]}"
+        yield lambda **kw: make_app(store="opensearch", opensearch_url=os.environ["OPENSEARCH_URL"],
+                                    opensearch_index=index, **kw)
+        return
+    request.getfixturevalue("aws_env")
+    service = kind.split("-")[1]
+    with FakeOpenSearch(service=service) as fake:
+        yield lambda **kw: make_app(store="opensearch", opensearch_url=fake.url, opensearch_auth=service,
+                                    aws_region="us-east-1", **kw)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No RAGLINE_* from the developer's shell, and no ragline.toml from the working directory."""
-    import os
-
     for key in list(os.environ):
         if key.startswith("RAGLINE_"):
             monkeypatch.delenv(key)

@@ -39,17 +39,17 @@ def test_every_format_ingests_and_bad_files_are_reported(make_app, tmp_path) -> 
     assert None not in pdf_pages and len(pdf_pages) > 1
 
 
-def test_reingest_skips_unchanged(make_app, tmp_path) -> None:
+def test_reingest_skips_unchanged(make_store_app, tmp_path) -> None:
     path = write(tmp_path, "a.md", "# A\n\nAlpha bravo charlie.")
-    app = make_app()
+    app = make_store_app()
     first = ingest(app, path)
     second = ingest(app, path)
     assert (first.added, second.added, second.unchanged, second.chunks) == (1, 0, 1, 0)
 
 
-def test_update_replaces_and_rm_removes(make_app, tmp_path) -> None:
+def test_update_replaces_and_rm_removes(make_store_app, tmp_path) -> None:
     path = write(tmp_path, "policy.md", "# Policy\n\nThe retention period is seven days.")
-    app = make_app()
+    app = make_store_app()
     ingest(app, path)
     doc_id = app.registry.list("default")[0].doc_id
     path.write_text("# Policy\n\nThe retention period is thirty days.\n\n## More\n\nExtra section.", encoding="utf-8")
@@ -65,9 +65,9 @@ def test_update_replaces_and_rm_removes(make_app, tmp_path) -> None:
     assert not app.ingestor.remove(doc_id)
 
 
-def test_a_broken_new_version_keeps_the_old_one(make_app, tmp_path) -> None:
+def test_a_broken_new_version_keeps_the_old_one(make_store_app, tmp_path) -> None:
     path = write(tmp_path, "notes.txt", "Quarterly revenue grew.")
-    app = make_app()
+    app = make_store_app()
     ingest(app, path)
     path.write_bytes(b"\xff\xfe\x00\xd8")  # undecodable now
     path.write_bytes(b"x" + b"\xc3\x28")

@@ -13,7 +13,7 @@ from .ingest import Ingestor
 from .registry import Registry, SQLiteRegistry
 from .settings import Settings
 from .store import LanceStore
-from .types import Answerer, ChatModel, Embedder, Retriever
+from .types import Answerer, ChatModel, Embedder, Retriever, Store
 
 
 class Ragline:
@@ -50,8 +50,8 @@ class Ragline:
         return SQLiteRegistry(self.settings.registry_path)
 
     @cached_property
-    def store(self) -> LanceStore:
-        """The chunk store; refuses an index built by another embedder."""
+    def store(self) -> Store:
+        """The chunk store (LanceDB or OpenSearch); refuses an index built by another embedder."""
         built_by = self.registry.get_meta("embedder")
         if built_by is not None and built_by != self.embedder.name:
             raise StoreError(
@@ -59,7 +59,21 @@ class Ragline:
                 f"select {self.embedder.name!r}; vectors of different models are not comparable: use another "
                 "RAGLINE_HOME or re-ingest into an empty one"
             )
-        return LanceStore(self.settings.index_dir, self.embedder.dimension, self.settings.storage_options())
+        s = self.settings
+        if s.store == "opensearch":
+            import os
+
+            from .opensearch import OpenSearchStore
+            from .resilience import RetryPolicy
+
+            return OpenSearchStore(
+                s.opensearch_url or "", s.opensearch_index, self.embedder.dimension, auth=s.opensearch_auth,
+                region=s.aws_region, engine=s.opensearch_engine, hybrid=s.opensearch_hybrid,
+                username=s.opensearch_user, password=os.environ.get(s.opensearch_password_env),
+                timeout=s.request_timeout,
+                policy=RetryPolicy(s.retry_attempts, s.retry_base_delay, s.retry_max_delay),
+            )
+        return LanceStore(s.index_dir, self.embedder.dimension, s.storage_options())
 
     @cached_property
     def chunker(self) -> Chunker:

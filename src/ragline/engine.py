@@ -18,7 +18,7 @@ from .embedding import QueryEmbeddingCache
 from .errors import InputError, ModelUnavailableError
 from .prompts import build_messages
 from .resilience import DeadlineExceededError, ResilientChatModel
-from .store import LanceStore, fuse
+from .store import fuse
 from .types import (
     Answer,
     Answerer,
@@ -34,6 +34,7 @@ from .types import (
     Retriever,
     Source,
     Sources,
+    Store,
     Token,
     Usage,
     UsageEvent,
@@ -108,7 +109,7 @@ class Engine:
     def __init__(
         self,
         *,
-        store: LanceStore,
+        store: Store,
         embedder: Embedder,
         generator: ChatModel | Answerer,
         tenant: str,
@@ -154,6 +155,8 @@ class Engine:
             return self.retriever.retrieve(question, k=k, filters=filters or {}, tenant=self.tenant)
         scoped = {**(filters or {}), "tenant": self.tenant}
         depth = max(k * 4, 50)
+        if mode == "hybrid" and getattr(self.store, "native_hybrid", False):
+            return self.store.search_hybrid(question, self.queries.embed(question), k, scoped)  # type: ignore[attr-defined, no-any-return]
         rankings: dict[str, list[Hit]] = {}
         if mode in ("vector", "hybrid"):
             rankings["vector"] = self.store.search_vector(self.queries.embed(question), depth, scoped)

@@ -16,8 +16,7 @@ from .embedding import embed_in_batches
 from .errors import InputError, ParseError
 from .parsing import CORPUS_SUFFIXES, markdown_sections, parse
 from .registry import DocumentRecord, Registry, now
-from .store import LanceStore
-from .types import Chunk, Embedder, ParsedDocument, Section
+from .types import Chunk, Embedder, ParsedDocument, Section, Store
 
 BATCH_CHUNKS = 512
 # Bump when parsing or chunking changes what a document becomes: every document is then re-ingested.
@@ -176,7 +175,7 @@ class Ingestor:
     def __init__(
         self,
         *,
-        store: LanceStore,
+        store: Store,
         registry: Registry,
         embedder: Embedder,
         chunker: Chunker,

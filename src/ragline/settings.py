@@ -19,11 +19,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-ChatProvider = Literal["local", "extractive", "openai", "bedrock"]
+ChatProvider = Literal["local", "extractive", "openai", "bedrock", "knowledge-base"]
 AuthMode = Literal["none", "api_key", "jwt"]
 RetrievalMode = Literal["hybrid", "vector", "bm25"]
 RegistryKind = Literal["sqlite", "dynamodb"]
-RetrieverKind = Literal["store", "kendra"]
+RetrieverKind = Literal["store", "kendra", "knowledge-base"]
+StoreKind = Literal["lancedb", "opensearch"]
+OpenSearchAuth = Literal["aoss", "es", "basic", "none"]
+OpenSearchEngine = Literal["faiss", "nmslib", "lucene"]
+HybridFusion = Literal["ragline", "pipeline"]
 BedrockApi = Literal["converse", "invoke"]
 
 
@@ -48,7 +52,9 @@ class Settings(BaseSettings):
     k: int = Field(5, ge=1, le=100, description="sources retrieved for an answer")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
 
-    chat_model: ChatProvider = Field("local", description="local (llama.cpp), extractive, openai, bedrock")
+    chat_model: ChatProvider = Field(
+        "local", description="local (llama.cpp), extractive, openai, bedrock, or knowledge-base (RetrieveAndGenerate)"
+    )
     gguf_path: Path | None = Field(None, description="GGUF file for the local model; default SmolLM2-135M")
     n_ctx: int = Field(2048, ge=256, description="context window of the local model, in tokens")
     n_threads: int | None = Field(None, ge=1)
@@ -83,7 +89,29 @@ class Settings(BaseSettings):
     cache_size: int = Field(256, ge=0, description="answers kept in memory in front of the registry")
     cache_conversations: bool = Field(False, description="also cache turns that carry conversation history")
 
-    retriever: RetrieverKind = Field("store", description="store (LanceDB) or kendra (Amazon Kendra Retrieve)")
+    store: StoreKind = Field("lancedb", description="where ragline's own chunks live: lancedb or opensearch")
+    opensearch_url: str | None = Field(None, description="OpenSearch endpoint, e.g. https://ID.REGION.aoss.amazonaws.com")
+    opensearch_index: str = Field("ragline-chunks", description="OpenSearch index of the chunks")
+    opensearch_auth: OpenSearchAuth | None = Field(
+        None, description="aoss or es (SigV4), basic, none; unset: aoss/es from an AWS host name, else none"
+    )
+    opensearch_engine: OpenSearchEngine = Field("faiss", description="k-NN engine of a new index (HNSW)")
+    opensearch_hybrid: HybridFusion = Field(
+        "ragline", description="hybrid fusion: ragline (RRF) or pipeline (OpenSearch hybrid query, min-max)"
+    )
+    opensearch_user: str | None = Field(None, description="user for basic auth")
+    opensearch_password_env: str = Field("OPENSEARCH_PASSWORD", description="env var holding the basic-auth password")
+
+    retriever: RetrieverKind = Field(
+        "store", description="store (ragline's own), kendra (Amazon Kendra), knowledge-base (Bedrock Retrieve)"
+    )
+    knowledge_base_id: str | None = Field(None, description="Bedrock knowledge base id (retriever or chat model)")
+    knowledge_base_search: Literal["default", "hybrid", "semantic"] = Field(
+        "default", description="the knowledge base's search type: default (its own choice), hybrid or semantic"
+    )
+    knowledge_base_tenant_attribute: str | None = Field(
+        None, description="knowledge base metadata key holding the tenant; unset: the base serves one tenant"
+    )
     kendra_index_id: str | None = None
     kendra_language: str | None = Field(
         None, description="_language_code filter for Kendra; unset: the detected language of the question"

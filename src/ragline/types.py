@@ -342,3 +342,36 @@ class Retriever(Protocol):
     def retrieve(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str) -> list[Hit]:
         """The best ``k`` passages for the question, limited to the tenant."""
         ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where ragline's own chunks live (LanceDB, OpenSearch): writes by document, vector and BM25 search."""
+
+    dimension: int
+
+    def replace_documents(
+        self, tenant: str, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: Vectors, *, fresh: bool
+    ) -> None:
+        """Make ``chunks`` the whole content of ``doc_ids`` (``fresh``: none of them is stored yet)."""
+        ...
+
+    def delete_document(self, tenant: str, doc_id: str) -> None:
+        """Remove every chunk of one document."""
+        ...
+
+    def refresh_indexes(self) -> None:
+        """Make what was written searchable (full-text index, refresh)."""
+        ...
+
+    def count(self, filters: Mapping[str, str] | None = None) -> int:
+        """Chunks matching ``filters``."""
+        ...
+
+    def search_vector(self, vector: Vectors, k: int, filters: Mapping[str, str]) -> list[Hit]:
+        """Nearest chunks by cosine similarity; score (1 + cosine) / 2."""
+        ...
+
+    def search_text(self, text: str, k: int, filters: Mapping[str, str]) -> list[Hit]:
+        """Best chunks by BM25 over title, breadcrumb and text."""
+        ...
