@@ -13,7 +13,7 @@ from .ingest import Ingestor
 from .registry import Registry, SQLiteRegistry
 from .settings import Settings
 from .store import LanceStore
-from .types import Answerer, ChatModel, Embedder, Retriever, Store
+from .types import AnswerModel, Embedder, Retriever, Store
 
 
 class Ragline:
@@ -94,7 +94,7 @@ class Ragline:
         )
 
     @cached_property
-    def generator(self) -> ChatModel | Answerer:
+    def generator(self) -> AnswerModel:
         """The chat model or extractive answerer."""
         from .chat import make_generator
 
@@ -119,7 +119,13 @@ class Ragline:
 
     @cached_property
     def retriever(self) -> Retriever | None:
-        """A retriever used instead of the store's own search (Amazon Kendra), or None."""
+        """A retriever used instead of the store's own search (Amazon Kendra, a Bedrock knowledge base), or None."""
+        if self.settings.retriever == "knowledge-base":
+            from .aws.knowledge_base import KnowledgeBaseRetriever
+            from .chat import knowledge_base_options
+
+            s = self.settings
+            return KnowledgeBaseRetriever(s.knowledge_base_id or "", **knowledge_base_options(s))
         if self.settings.retriever != "kendra":
             return None
         from .aws.kendra import KendraRetriever

@@ -10,10 +10,10 @@ import logging
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .cache import AnswerCache
-from .citations import check_citations
+from .citations import check_citations, insert_marks
 from .embedding import QueryEmbeddingCache
 from .errors import InputError, ModelUnavailableError
 from .prompts import build_messages
@@ -22,6 +22,7 @@ from .store import fuse
 from .types import (
     Answer,
     Answerer,
+    AnswerModel,
     ChatModel,
     Deadline,
     Done,
@@ -31,6 +32,7 @@ from .types import (
     Image,
     Message,
     ModelEvent,
+    OneCallAnswerer,
     Retriever,
     Source,
     Sources,
@@ -73,6 +75,7 @@ class _Generation:
     parts: list[str] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     reason: str = ""
+    generator: object = None
 
     def lap(self, stage: str, since: float, **extra: object) -> None:
         """Record and log a stage that began at ``since``."""
@@ -111,7 +114,7 @@ class Engine:
         *,
         store: Store,
         embedder: Embedder,
-        generator: ChatModel | Answerer,
+        generator: AnswerModel,
         tenant: str,
         query_cache_size: int = 1024,
         max_question_chars: int = 4000,
@@ -209,17 +212,38 @@ class Engine:
             return
         deadline = Deadline.after(query.deadline)
         run = _Generation(query=query, timings={})
+        if isinstance(self.generator, OneCallAnswerer):
+            sources = yield from self._respond(query, self.generator, run, deadline)
+        else:
+            sources = yield from self._generate(query, run, deadline, started)
+        text, citations, invalid = check_citations("".join(run.parts).strip(), sources)
+        run.lap("total", started, citations=len(citations), invalid_citations=invalid, partial=bool(run.reason))
+        attempts = getattr(run.generator, "attempts", [])
+        answer = Answer(
+            question=query.question, text=text, sources=sources, citations=citations,
+            invalid_citations=invalid, model=self.generator.name, usage=run.usage, timings=run.timings,
+            partial=bool(run.reason), partial_reason=run.reason, cache="off" if key is None else "miss",
+            attempts=[{"model": a.model, "outcome": a.outcome, "waited_s": round(a.waited, 3)} for a in attempts],
+        )
+        if key is not None and self.cache is not None and not answer.partial:
+            self.cache.put(key, self.tenant, answer.as_dict())
+        yield Done(answer)
+
+    def _generate(self, query: Query, run: _Generation, deadline: Deadline | None,
+                  started: float) -> Generator[Event, None, list[Source]]:
+        """Retrieve, prompt, and stream the model's tokens; returns the sources the answer may cite."""
         hits = self.retrieve(query.question, k=query.k, mode=query.mode, filters=query.filters)
         run.lap("retrieve", started, hits=len(hits), mode=query.mode)
 
         mark = time.perf_counter()
         sources = self.sources(hits)
         generator = self.generator.for_call() if isinstance(self.generator, ResilientChatModel) else self.generator
-        if hasattr(generator, "answer"):
-            tokens = generator.answer(query.question, sources)
-        else:
+        run.generator = generator
+        if isinstance(generator, ChatModel):
             messages, sources = self.prompt(query, sources)
             tokens = generator.stream(messages, max_tokens=query.max_tokens, deadline=deadline)
+        else:
+            tokens = cast(Answerer, generator).answer(query.question, sources)
         run.lap("prompt", mark, sources=len(sources))
         yield Sources(sources)
 
@@ -230,19 +254,19 @@ class Engine:
             run.parts.append("I don't know: no documents match this question.")
             yield Token(run.parts[0])
         run.lap("generate", mark, completion_tokens=run.usage.completion_tokens)
+        return sources
 
-        text, citations, invalid = check_citations("".join(run.parts).strip(), sources)
-        run.lap("total", started, citations=len(citations), invalid_citations=invalid, partial=bool(run.reason))
-        attempts = getattr(generator, "attempts", [])
-        answer = Answer(
-            question=query.question, text=text, sources=sources, citations=citations,
-            invalid_citations=invalid, model=self.generator.name, usage=run.usage, timings=run.timings,
-            partial=bool(run.reason), partial_reason=run.reason, cache="off" if key is None else "miss",
-            attempts=[{"model": a.model, "outcome": a.outcome, "waited_s": round(a.waited, 3)} for a in attempts],
-        )
-        if key is not None and self.cache is not None and not answer.partial:
-            self.cache.put(key, self.tenant, answer.as_dict())
-        yield Done(answer)
+    def _respond(self, query: Query, answerer: OneCallAnswerer, run: _Generation,
+                 deadline: Deadline | None) -> Generator[Event, None, list[Source]]:
+        """One call retrieves and answers: tokens as they come, then the sources it cited, with its markers."""
+        mark = time.perf_counter()
+        reply = answerer.respond(query.question, k=query.k, filters=query.filters, tenant=self.tenant,
+                                 deadline=deadline)
+        yield from run.consume(iter(reply), deadline, mark)
+        run.lap("generate", mark, mode="retrieve_and_generate", sources=len(reply.sources))
+        run.parts = [insert_marks("".join(run.parts), reply.marks("".join(run.parts)))]
+        yield Sources(reply.sources)
+        return reply.sources
 
     @staticmethod
     def _replay(cached: dict[str, Any], started: float) -> Iterator[Event]:

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     knowledge_base_search: Literal["default", "hybrid", "semantic"] = Field(
         "default", description="the knowledge base's search type: default (its own choice), hybrid or semantic"
     )
+    knowledge_base_stream: bool = Field(
+        True, description="answerer: RetrieveAndGenerateStream (tokens as they come) or RetrieveAndGenerate"
+    )
     knowledge_base_tenant_attribute: str | None = Field(
         None, description="knowledge base metadata key holding the tenant; unset: the base serves one tenant"
     )

@@ -333,6 +333,36 @@ class Answerer(Protocol):
         ...
 
 
+class GroundedReply(Protocol):
+    """A one-call answer being streamed: its tokens, then the sources it cites and where."""
+
+    sources: list[Source]
+
+    def __iter__(self) -> Iterator[ModelEvent]:
+        """The answer's Token events."""
+        ...
+
+    def marks(self, text: str) -> list[tuple[int, tuple[int, ...]]]:
+        """(offset in ``text``, source numbers): where each cited passage ends."""
+        ...
+
+    def close(self) -> None:
+        """Stop the answer."""
+        ...
+
+
+@runtime_checkable
+class OneCallAnswerer(Protocol):
+    """Retrieves and answers in one call (Bedrock RetrieveAndGenerate): ragline neither retrieves nor prompts."""
+
+    name: str
+
+    def respond(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str,
+                deadline: Deadline | None = None) -> GroundedReply:
+        """Start the answer."""
+        ...
+
+
 @runtime_checkable
 class Retriever(Protocol):
     """Finds the passages for a question (used instead of the store's own search, e.g. Amazon Kendra)."""
@@ -375,3 +405,6 @@ class Store(Protocol):
     def search_text(self, text: str, k: int, filters: Mapping[str, str]) -> list[Hit]:
         """Best chunks by BM25 over title, breadcrumb and text."""
         ...
+
+
+AnswerModel = ChatModel | Answerer | OneCallAnswerer  # what the settings' chat_model builds

@@ -95,10 +95,12 @@ def anthropic_problems(body: dict[str, Any]) -> list[str]:
 
 
 class FakeAWSModels:
-    """Bedrock Runtime and Kendra on 127.0.0.1; point boto3 at ``endpoint_url``.
+    """Bedrock Runtime, Bedrock Agent Runtime (knowledge bases) and Kendra on 127.0.0.1, at ``endpoint_url``.
 
-    Bedrock: ConverseStream, InvokeModelWithResponseStream, and InvokeModel for Titan v2. Kendra: Retrieve.
-    ``passages`` are Kendra's documents: dicts with ``id``, ``title``, ``text``, ``uri`` and ``language``.
+    Bedrock: ConverseStream, InvokeModelWithResponseStream, and InvokeModel for Titan v2. Knowledge bases:
+    Retrieve, RetrieveAndGenerate, RetrieveAndGenerateStream. Kendra: Retrieve. ``passages`` are the documents
+    of Kendra and the knowledge base: dicts with ``id``, ``title``, ``text``, ``uri``, ``language`` and optionally
+    ``tenant`` (knowledge-base metadata).
     """
 
     def __init__(self, script: Sequence[str] = ("ok",), passages: Sequence[dict[str, str]] = ()) -> None:
@@ -124,6 +126,9 @@ class FakeAWSModels:
                 if target.endswith(".Retrieve"):
                     self._json(200, owner.kendra_retrieve(body))
                     return
+                if path.startswith("/knowledgebases/") or path.startswith("/retrieveAndGenerate"):
+                    self._knowledge_base(path, body)
+                    return
                 match = re.fullmatch(r"/model/(.+)/(converse-stream|invoke-with-response-stream|invoke)", path)
                 if not match:
                     self._error(404, "UnknownOperationException", f"no route for {path}")
@@ -140,6 +145,15 @@ class FakeAWSModels:
                     self._error(400, "ValidationException", "; ".join(problems))
                     return
                 prompt = body["messages"][-1]["content"][-1]["text"]
+                step = self._step()
+                if step is None:
+                    return
+                tokens = grounded_answer(prompt)
+                frames = (converse_frames if operation == "converse-stream" else anthropic_frames)(tokens)
+                self._stream(frames, *step, skip=1)
+
+            def _step(self) -> tuple[str, str] | None:
+                """The script's next entry; an injected error is answered here (None)."""
                 step = owner.script.pop(0) if len(owner.script) > 1 else owner.script[0]
                 kind, _, arg = step.partition(":")
                 errors = {"throttle": (429, "ThrottlingException"), "unavailable": (503, "ServiceUnavailableException"),
@@ -147,16 +161,21 @@ class FakeAWSModels:
                 if kind in errors:
                     status, code = errors[kind]
                     self._error(status, code, f"injected {kind}")
-                    return
-                tokens = grounded_answer(prompt)
+                    return None
+                return kind, arg
+
+            def _stream(self, frames: list[bytes], kind: str, arg: str, skip: int = 0,
+                        headers: dict[str, str] | None = None) -> None:
+                """Send event-stream frames chunked; ``midstream:N`` ends with a throttlingException after N."""
                 self.send_response(200)
-                self.send_header("Content-Type", "application/vnd.amazon.eventstream")
+                for name, value in {"Content-Type": "application/vnd.amazon.eventstream", **(headers or {})}.items():
+                    self.send_header(name, value)
                 self.send_header("Transfer-Encoding", "chunked")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                frames = (converse_frames if operation == "converse-stream" else anthropic_frames)(tokens)
                 if kind == "midstream":
-                    frames[int(arg) + 1:] = [stream_exception("throttlingException", "injected mid-stream throttling")]
+                    cut = stream_exception("throttlingException", "injected mid-stream throttling")
+                    frames[int(arg) + skip:] = [cut]
                 try:
                     for frame in frames:
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
@@ -166,6 +185,30 @@ class FakeAWSModels:
                     self.wfile.write(b"0\r\n\r\n")
                 except ConnectionError:
                     return
+
+            def _knowledge_base(self, path: str, body: dict[str, Any]) -> None:
+                problems = knowledge_base_problems(path, body)
+                if problems:
+                    self._error(400, "ValidationException", "; ".join(problems))
+                    return
+                if path.endswith("/retrieve"):
+                    self._json(200, {"retrievalResults": owner.kb_retrieve(body["retrievalQuery"]["text"],
+                                                                           body["retrievalConfiguration"])})
+                    return
+                step = self._step()
+                if step is None:
+                    return
+                config = body["retrieveAndGenerateConfiguration"]["knowledgeBaseConfiguration"]
+                tokens, citation = owner.kb_answer(body["input"]["text"], config.get("retrievalConfiguration", {}))
+                session = {"x-amzn-bedrock-knowledge-base-session-id": "fake-session"}
+                if path == "/retrieveAndGenerate":
+                    self._json(200, {"sessionId": "fake-session", "output": {"text": "".join(tokens)},
+                                     "citations": [citation] if citation else []})
+                    return
+                frames = [stream_event("output", {"text": t}) for t in tokens]
+                if citation:
+                    frames.append(stream_event("citation", citation))
+                self._stream(frames, *step, headers=session)
 
             def _titan(self, model_id: str, body: dict[str, Any]) -> None:
                 dimension = body.get("dimensions", 1024)
@@ -225,12 +268,88 @@ class FakeAWSModels:
             })
         return {"QueryId": hashlib.md5(body["QueryText"].encode()).hexdigest(), "ResultItems": items}
 
+    def kb_retrieve(self, text: str, configuration: dict[str, Any]) -> list[dict[str, Any]]:
+        """Knowledge base Retrieve over ``passages`` (metadata: ``tenant``, the source URI): word overlap."""
+        vector = configuration.get("vectorSearchConfiguration", {})
+        words = set(_WORD.findall(text.lower()))
+        scored = []
+        for p in self.passages:
+            metadata = {"x-amz-bedrock-kb-source-uri": p["uri"], "x-amz-bedrock-kb-data-source-id": "DS1",
+                        **({"tenant": p["tenant"]} if "tenant" in p else {})}
+            if not _kb_filter_matches(vector.get("filter"), metadata):
+                continue
+            overlap = len(words & set(_WORD.findall(p["text"].lower())))
+            if overlap:
+                scored.append((overlap / max(len(words), 1), p, metadata))
+        scored.sort(key=lambda s: -s[0])
+        return [
+            {"content": {"text": p["text"], "type": "TEXT"}, "metadata": metadata, "score": round(score, 4),
+             "location": {"type": "S3", "s3Location": {"uri": p["uri"]}}}
+            for score, p, metadata in scored[: vector.get("numberOfResults", 5)]
+        ]
+
+    def kb_answer(self, text: str, configuration: dict[str, Any]) -> tuple[list[str], dict[str, Any] | None]:
+        """RetrieveAndGenerate: the best passage's first sentence, cited by a span over it."""
+        results = self.kb_retrieve(text, configuration)
+        if not results:
+            return ["Sorry, I am unable to assist you with this request."], None
+        sentence = results[0]["content"]["text"].split(". ")[0].rstrip(".") + "."
+        tokens = [w if n == 0 else " " + w for n, w in enumerate(sentence.split(" "))]
+        reference = {k: results[0][k] for k in ("content", "location", "metadata")}
+        part = {"textResponsePart": {"text": sentence, "span": {"start": 0, "end": len(sentence) - 1}}}
+        return tokens, {"generatedResponsePart": part, "retrievedReferences": [reference]}
+
     def __enter__(self) -> FakeAWSModels:
         self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
+
+
+_MODEL_ARN = re.compile(r"arn:aws(-[a-z-]+)?:bedrock:[a-z0-9-]+:(\d{12})?:(foundation-model|inference-profile|"
+                        r"application-inference-profile|provisioned-model)/.+")
+
+
+def knowledge_base_problems(path: str, body: dict[str, Any]) -> list[str]:
+    """What Bedrock would refuse in a Retrieve or RetrieveAndGenerate body (botocore checks types and lengths)."""
+    problems = []
+    configuration = body.get("retrievalConfiguration", {})
+    if not path.endswith("/retrieve"):
+        outer = body.get("retrieveAndGenerateConfiguration", {})
+        kb = outer.get("knowledgeBaseConfiguration", {})
+        configuration = kb.get("retrievalConfiguration", {})
+        if outer.get("type") != "KNOWLEDGE_BASE" or not _MODEL_ARN.fullmatch(kb.get("modelArn", "")):
+            problems.append("expected type KNOWLEDGE_BASE and a model ARN")
+    pending = [configuration.get("vectorSearchConfiguration", {}).get("filter")]
+    while pending:
+        node = pending.pop()
+        if not node:
+            continue
+        if len(node) != 1:
+            problems.append("a filter has exactly one operator")
+        for op in ("andAll", "orAll"):
+            if op in node:
+                if len(node[op]) < 2:
+                    problems.append(f"{op} takes two or more filters")
+                pending.extend(node[op])
+    return problems
+
+
+def _kb_filter_matches(node: dict[str, Any] | None, metadata: dict[str, Any]) -> bool:
+    if not node:
+        return True
+    op, spec = next(iter(node.items()))
+    if op == "andAll":
+        return all(_kb_filter_matches(n, metadata) for n in spec)
+    if op == "orAll":
+        return any(_kb_filter_matches(n, metadata) for n in spec)
+    value = metadata.get(spec["key"])
+    if op == "equals":
+        return bool(value == spec["value"])
+    if op == "startsWith":
+        return isinstance(value, str) and value.startswith(spec["value"])
+    raise ValueError(f"the fake knowledge base does not evaluate {op}")
 
 
 def _language_filter(attribute_filter: dict[str, Any]) -> str | None:

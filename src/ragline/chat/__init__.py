@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, choices_message
 from ..settings import Settings
-from ..types import Answerer, ChatModel, Embedder
+from ..types import AnswerModel, ChatModel, Embedder
 
 if TYPE_CHECKING:
     from ..workflow import RetrySpec
 
-PROVIDERS = ("local", "extractive", "openai", "bedrock")
+PROVIDERS = ("local", "extractive", "openai", "bedrock", "knowledge-base")
 
 
-def make_generator(settings: Settings, embedder: Embedder) -> ChatModel | Answerer:
+def make_generator(settings: Settings, embedder: Embedder) -> AnswerModel:
     """The generator the settings name; chat models are wrapped in the retry and failover policy."""
     from ..resilience import ResilientChatModel, RetryPolicy
 
@@ -73,8 +73,24 @@ def workflow_models(settings: Settings, embedder: Embedder, concurrency: int) ->
     return WorkflowModels(settings, embedder, concurrency)
 
 
-def make_chat_model(spec: str, settings: Settings, embedder: Embedder, instances: int = 1) -> ChatModel | Answerer:
-    """One generator from its name: local, extractive, openai[:MODEL[@BASE_URL]], bedrock[:MODEL_ID[@REGION]]."""
+def knowledge_base_options(settings: Settings) -> dict[str, Any]:
+    """Settings shared by the knowledge-base retriever and answerer."""
+    from ..resilience import RetryPolicy
+
+    return {
+        "search": settings.knowledge_base_search, "tenant_attribute": settings.knowledge_base_tenant_attribute,
+        "region": settings.aws_region, "endpoint_url": settings.endpoint_for("bedrock-agent-runtime"),
+        "timeout": settings.request_timeout, "language": settings.language,
+        "policy": RetryPolicy(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay),
+    }
+
+
+def make_chat_model(spec: str, settings: Settings, embedder: Embedder, instances: int = 1) -> AnswerModel:
+    """One generator from its name.
+
+    local, extractive, openai[:MODEL[@BASE_URL]], bedrock[:MODEL_ID[@REGION]], or knowledge-base[:MODEL_ID]
+    (Bedrock RetrieveAndGenerate over RAGLINE_KNOWLEDGE_BASE_ID).
+    """
     name, _, rest = spec.partition(":")
     if name == "local":
         from .llama import LlamaChatModel
@@ -104,6 +120,13 @@ def make_chat_model(spec: str, settings: Settings, embedder: Embedder, instances
             model_id or settings.bedrock_model_id, region=region or next(iter(settings.bedrock_regions), None)
             or settings.aws_region, api=settings.bedrock_api, endpoint_url=settings.endpoint_for("bedrock-runtime"),
             timeout=settings.request_timeout, temperature=settings.temperature,
+        )
+    if name == "knowledge-base":
+        from ..aws.knowledge_base import KnowledgeBaseAnswerer
+
+        return KnowledgeBaseAnswerer(
+            settings.knowledge_base_id or "", rest or settings.bedrock_model_id, stream=settings.knowledge_base_stream,
+            **knowledge_base_options(settings),
         )
     if name == "fake":
         from ..testing import EchoChatModel
