@@ -73,8 +73,8 @@ def test_ls_and_rm(kb: Path) -> None:
 def test_user_errors_are_one_clear_line(kb: Path) -> None:
     bad_model = run(kb, "ask", "--model", "gpt-17", "hi", check=False)
     assert bad_model.returncode == 2
-    assert ("error: invalid settings: chat_model: Input should be 'local', 'extractive', 'openai' or 'bedrock'"
-            in bad_model.stderr)
+    assert ("error: invalid settings: chat_model: Input should be 'local', 'extractive', 'openai', 'bedrock' or "
+            "'knowledge-base'" in bad_model.stderr)
     long_question = run(kb, "ask", "--model", "extractive", "x" * 100_000, check=False)
     assert long_question.returncode == 2
     assert "error: the question is 100,000 characters; the limit is 4,000" in long_question.stderr

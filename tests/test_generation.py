@@ -69,7 +69,7 @@ def test_bad_questions_are_refused_with_the_reason(make_app) -> None:
 def test_unknown_provider_lists_the_valid_ones(make_app) -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="'local', 'extractive', 'openai' or 'bedrock'"):
+    with pytest.raises(ValidationError, match="'local', 'extractive', 'openai', 'bedrock' or 'knowledge-base'"):
         make_app(chat_model="gpt-17")
 
 
