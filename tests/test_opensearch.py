@@ -101,8 +101,11 @@ def test_serverless_gets_no_custom_ids_no_refresh_and_signed_payloads(make_app, 
 def test_a_request_signed_for_the_wrong_service_is_refused_with_the_policy_hint(make_app, folder):
     with FakeOpenSearch(service="aoss") as fake:
         app = make_app(store="opensearch", opensearch_url=fake.url, opensearch_auth="es", aws_region="us-east-1")
-        with pytest.raises(StoreError, match=r"access denied \(the domain's access policy"):
+        with pytest.raises(StoreError, match=r"access denied \(the domain's access policy.*service aoss"):
             app.store.count()
+        unsigned = make_app(store="opensearch", opensearch_url=fake.url, opensearch_index="other")
+        with pytest.raises(StoreError, match=r"access denied .*auth none; set RAGLINE_OPENSEARCH_AUTH.*Missing"):
+            unsigned.store.count()
 
 
 def test_throttling_is_retried_then_reported(make_app, folder):

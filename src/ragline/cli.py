@@ -1,4 +1,4 @@
-"""The ``ragline`` command line: ingest, ask, chat, ls, rm, eval.
+"""The ``ragline`` command line: ingest, ask, chat, ls, rm, serve, doctor, eval.
 
 Heavy libraries load only inside the command that needs them, so ``ragline --help`` stays instant.
 """
@@ -63,6 +63,23 @@ def cli(ctx: click.Context, home: Path | None, tenant: str | None, verbose: bool
     """Answers from your own documents, with verified citations."""
     ctx.obj = {"home": home, "tenant": tenant}
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool) -> None:
+    """Show which part is configured for what, and check that each one answers (exit 1 if one fails)."""
+    from .doctor import checks, render
+
+    with _errors():
+        results = checks(_app(ctx))
+    if as_json:
+        click.echo(json.dumps([c.as_dict() for c in results], indent=2))
+    else:
+        click.echo(render(results))
+    if any(c.status == "failed" for c in results):
+        sys.exit(1)
 
 
 @cli.command()

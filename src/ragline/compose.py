@@ -8,7 +8,7 @@ from .cache import AnswerCache
 from .chunking import Chunker
 from .embedding import make_embedder
 from .engine import Engine
-from .errors import StoreError
+from .errors import ConfigError, StoreError
 from .ingest import Ingestor
 from .registry import Registry, SQLiteRegistry
 from .settings import Settings
@@ -83,7 +83,17 @@ class Ragline:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        """The ingest path for this tenant."""
+        """The ingest path for this tenant; refused when answers do not come from ragline's own store."""
+        s = self.settings
+        if s.retriever != "store" or s.chat_model == "knowledge-base":
+            source = "Kendra's data source sync" if s.retriever == "kendra" else (
+                "the knowledge base's data source sync (StartIngestionJob)")
+            raise ConfigError(
+                f"answers come from {'Amazon Kendra' if s.retriever == 'kendra' else 'a Bedrock knowledge base'}, "
+                f"whose documents are ingested by {source}; ragline would ingest into its own store, which this "
+                "configuration does not read: use RAGLINE_RETRIEVER=store (and a chat model other than "
+                "knowledge-base) to ingest with ragline"
+            )
         store = self.store
         if self.registry.get_meta("embedder") is None:
             self.registry.set_meta("embedder", self.embedder.name)

@@ -248,13 +248,17 @@ class OpenSearchStore:
 
     def _error(self, status: int, data: bytes) -> OpenSearchError:
         try:
-            error = json.loads(data).get("error", {})
+            body = json.loads(data)
         except ValueError:
-            error = data.decode(errors="replace")[:200]
+            body = {"message": data.decode(errors="replace")[:200]}
+        error = body.get("error", {}) if isinstance(body, dict) else {}
         kind, reason = (error.get("type", ""), error.get("reason", "")) if isinstance(error, dict) else ("", error)
-        if status == 403:
-            hint = ("the collection's data access policy must grant this role aoss:*Index and aoss:*Document"
-                    if self.serverless else "the domain's access policy must allow es:ESHttp*")
+        reason = reason or (body.get("message", "") if isinstance(body, dict) else "")  # AWS's own 403s
+        if status in (401, 403):
+            hint = {
+                "aoss": "the collection's data access policy must grant this role aoss:*Index and aoss:*Document",
+                "es": "the domain's access policy must allow es:ESHttp*",
+            }.get(self.auth, f"requests are sent with auth {self.auth}; set RAGLINE_OPENSEARCH_AUTH")
             return OpenSearchError(f"OpenSearch at {self.url}: access denied ({hint}): {reason}", status, kind)
         if status in _TRANSIENT:
             return OpenSearchError(f"OpenSearch at {self.url}: {status} throttled or unavailable: {reason}",
