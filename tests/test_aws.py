@@ -17,7 +17,7 @@ import pytest
 
 from ragline.aws import handlers
 from ragline.aws.dynamo import DynamoDBRegistry
-from ragline.aws.provision import ACCOUNT, TEMPLATE, provision
+from ragline.aws.provision import ACCOUNT, TEMPLATE, Stack, load_template, provision
 from ragline.aws.testing import FakeAWSModels
 from ragline.registry import DocumentRecord
 
@@ -337,3 +337,45 @@ def test_the_http_function_uploads_to_the_bucket_and_answers_with_a_cognito_toke
         drain_all(stack, moto_url)  # the removal notification finds nothing left to do
     finally:
         stop()
+
+
+@pytest.mark.parametrize(("parameters", "expected", "statements"), [
+    ({}, {"store": "lancedb", "retriever": "store", "chat_model": "bedrock"}, set()),
+    ({"KnowledgeBaseId": "KB12345678"}, {"retriever": "knowledge-base", "chat_model": "bedrock"},
+     {"HttpFunction:KnowledgeBase", "WebSocketFunction:KnowledgeBase"}),
+    ({"KnowledgeBaseId": "KB12345678", "KnowledgeBaseMode": "answerer"},
+     {"retriever": "store", "chat_model": "knowledge-base", "knowledge_base_id": "KB12345678"},
+     {"HttpFunction:KnowledgeBase", "WebSocketFunction:KnowledgeBase"}),
+    ({"KendraIndexId": "0f3e1c2a-4b5d-4e6f-8a9b-0c1d2e3f4a5b"}, {"retriever": "kendra"},
+     {"HttpFunction:Kendra", "WebSocketFunction:Kendra"}),
+    ({"OpenSearchEndpoint": "https://abc.us-east-1.aoss.amazonaws.com",
+      "OpenSearchResourceArn": f"arn:aws:aoss:us-east-1:{ACCOUNT}:collection/abc"},
+     {"store": "opensearch", "opensearch_auth": "aoss"},
+     {"HttpFunction:OpenSearchServerlessRead", "WebSocketFunction:OpenSearchServerlessRead",
+      "IngestFunction:OpenSearchServerlessWrite"}),
+    ({"OpenSearchEndpoint": "https://search-d.us-east-1.es.amazonaws.com", "OpenSearchService": "es",
+      "OpenSearchResourceArn": f"arn:aws:es:us-east-1:{ACCOUNT}:domain/d"},
+     {"store": "opensearch", "opensearch_auth": "es"},
+     {"HttpFunction:OpenSearchDomainRead", "WebSocketFunction:OpenSearchDomainRead",
+      "IngestFunction:OpenSearchDomainWrite"}),
+])
+def test_each_retrieval_option_of_the_template_sets_ragline_and_its_iam(monkeypatch, parameters, expected, statements):
+    from ragline.settings import Settings
+
+    template = load_template()
+    stack = Stack.of(template, parameters=parameters)
+    stack.refs.update(Table="ragline-table", UserPool="us-east-1_pool", UserPoolClient="client", WebSocketApi="ws1")
+    stack.arns.update(Table=f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ragline-table")
+    for key, value in stack.environment(template).items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert {k: getattr(settings, k) for k in expected} == expected
+    optional = {"Kendra", "KnowledgeBase", "OpenSearchServerlessRead", "OpenSearchDomainRead",
+                "OpenSearchServerlessWrite", "OpenSearchDomainWrite"}
+    found = set()
+    for name in ("HttpFunction", "WebSocketFunction", "IngestFunction"):
+        for policy in template["Resources"][name]["Properties"]["Policies"]:
+            for statement in stack.resolve(policy["Statement"]):
+                if statement is not None and statement["Sid"] in optional:
+                    found.add(f"{name}:{statement['Sid']}")
+    assert found == statements

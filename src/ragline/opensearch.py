@@ -442,8 +442,7 @@ class OpenSearchStore:
         return self._search({"size": k, "query": self.text_query(text, filters)}, "bm25", False)
 
     def search_hybrid(self, text: str, vector: Vectors, k: int, filters: Mapping[str, str]) -> list[Hit]:
-        """BM25 and k-NN combined by OpenSearch's ``hybrid`` query and the search pipeline."""
-        self._ensure_index()
+        """BM25 and k-NN combined by OpenSearch's ``hybrid`` query and the search pipeline (made at ingest)."""
         body = {"size": k, "query": {"hybrid": {"queries": [self.text_query(text, filters),
                                                             self.knn_query(vector, k, filters)]}}}
         return self._search(body, "hybrid", False, params={"search_pipeline": self.pipeline})

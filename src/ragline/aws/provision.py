@@ -27,7 +27,7 @@ class _Loader(yaml.SafeLoader):
 
 
 def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
     if isinstance(node, yaml.ScalarNode):
         value: Any = loader.construct_scalar(node)
         if suffix == "GetAtt":
@@ -80,11 +80,26 @@ class Stack:
             return self.resolve(arg[0]) == self.resolve(arg[1])
         if name == "Fn::Not":
             return not self.resolve(arg[0])
+        if name in ("Fn::And", "Fn::Or"):
+            return (all if name == "Fn::And" else any)(self.resolve(a) for a in arg)
+        if name == "Condition":
+            return self.conditions[arg]
         return {name: self.resolve(arg)}
+
+    @classmethod
+    def of(cls, template: dict[str, Any], name: str = "ragline", region: str = "us-east-1",
+           parameters: dict[str, Any] | None = None) -> Stack:
+        """A stack of the template with its parameters (defaults, then ``parameters``) and conditions evaluated."""
+        params = {k: p.get("Default") for k, p in template.get("Parameters", {}).items()}
+        params.update(parameters or {})
+        stack = cls(name, region, params)
+        for cname, expr in template.get("Conditions", {}).items():  # in order: later ones may use earlier ones
+            stack.conditions[cname] = bool(stack.resolve(expr))
+        return stack
 
     def _ref(self, name: str) -> Any:
         pseudo = {"AWS::StackName": self.name, "AWS::Region": self.region, "AWS::AccountId": ACCOUNT,
-                  "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+                  "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None}
         if name in pseudo:
             return pseudo[name]
         if name in self.parameters:
@@ -115,11 +130,7 @@ def provision(endpoint_url: str, *, name: str = "ragline", region: str = "us-eas
               parameters: dict[str, Any] | None = None, path: Path = TEMPLATE) -> tuple[Stack, dict[str, Any]]:
     """Create the template's table, queues, bucket (with notifications) and user pool; return the stack."""
     template = load_template(path)
-    params = {k: p.get("Default") for k, p in template.get("Parameters", {}).items()}
-    params.update(parameters or {})
-    stack = Stack(name, region, params)
-    for cname, expr in template.get("Conditions", {}).items():
-        stack.conditions[cname] = bool(stack.resolve(expr))
+    stack = Stack.of(template, name, region, parameters)
     resources = template["Resources"]
 
     def of_type(kind: str) -> list[tuple[str, dict[str, Any]]]:
