@@ -53,7 +53,8 @@ def stack(aws_env, moto_url, models, monkeypatch, tmp_path):
         "RAGLINE_HOME": str(tmp_path / "home"),
         "RAGLINE_TITAN_DIMENSION": "256",
         "RAGLINE_AWS_ENDPOINT_URL": moto_url,
-        "RAGLINE_AWS_ENDPOINTS": json.dumps({"bedrock-runtime": models.endpoint_url, "kendra": models.endpoint_url}),
+        "RAGLINE_AWS_ENDPOINTS": json.dumps({service: models.endpoint_url for service in (
+            "bedrock-runtime", "bedrock-agent-runtime", "kendra")}),
         # moto serves each user pool's keys here; on AWS the template's cognito-idp URL does
         "RAGLINE_JWT_JWKS": f"{moto_url}/{stack.refs['UserPool']}/.well-known/jwks.json",
         "RAGLINE_WEBSOCKET_ENDPOINT": moto_url,
@@ -283,6 +284,35 @@ class GoneServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_the_websocket_handler_answers_unchanged_from_a_knowledge_base(stack, moto_url, models, monkeypatch):
+    """The template's answerer option: the handler, the connection and the conversation are the same."""
+    token, sub = sign_in(stack, moto_url, email="kb@example.com")
+    models.passages = [
+        {"id": "pdf", "title": "PDF", "tenant": sub, "uri": "s3://kb-docs/pdf.md", "language": "en",
+         "text": "Adobe made the PDF specification available free of charge in 1993. PDF became an ISO standard."},
+        {"id": "other", "title": "Other", "tenant": "someone-else", "uri": "s3://kb-docs/other.md",
+         "language": "en", "text": "Adobe made the PDF specification available free of charge in 2024."}]
+    kb = Stack.of(load_template(), parameters={"KnowledgeBaseId": "KB12345678", "KnowledgeBaseMode": "answerer"})
+    kb.refs.update(stack.refs)
+    for key in ("RAGLINE_CHAT_MODEL", "RAGLINE_RETRIEVER", "RAGLINE_KNOWLEDGE_BASE_ID"):
+        monkeypatch.setenv(key, kb.environment(load_template())[key])
+    monkeypatch.setenv("RAGLINE_KNOWLEDGE_BASE_TENANT_ATTRIBUTE", "tenant")
+    handlers._rag.cache_clear()
+    assert handlers.websocket(ws_event("$connect", "conn-kb", token=token))["statusCode"] == 200
+    out = handlers.websocket(ws_event("sendMessage", "conn-kb", {"action": "sendMessage", "question": QUESTION}),
+                             LambdaContext(30))
+    events = posted("conn-kb")
+    assert out["statusCode"] == 200 and [e["type"] for e in events][-2:] == ["sources", "done"]
+    answer = events[-1]["answer"]
+    assert answer["answer"] == "Adobe made the PDF specification available free of charge in 1993 [1]."
+    assert [s["doc_id"] for s in answer["sources"]] == ["s3://kb-docs/pdf.md"]
+    assert answer["model"] == "knowledge-base:KB12345678:anthropic.claude-3-haiku-20240307-v1:0"
+    request = next(r for r in models.requests if r["path"] == "/retrieveAndGenerateStream")
+    vector = request["body"]["retrieveAndGenerateConfiguration"]["knowledgeBaseConfiguration"][
+        "retrievalConfiguration"]["vectorSearchConfiguration"]
+    assert vector["filter"] == {"equals": {"key": "tenant", "value": sub}}
 
 
 def test_a_gone_connection_stops_the_answer(stack, moto_url, models, monkeypatch):
