@@ -116,6 +116,24 @@ def serve(app: Any) -> tuple[str, Any]:
     return f"http://127.0.0.1:{port}", stop
 
 
+def sse_post(url: str, body: dict[str, Any], timeout: float = 60) -> list[tuple[str | None, Any]]:
+    """POST and read a Server-Sent Events answer: (event name, decoded data) pairs."""
+    import json
+
+    import httpx
+
+    events: list[tuple[str | None, Any]] = []
+    with httpx.stream("POST", url, json=body, timeout=timeout) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+    return events
+
+
 def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)

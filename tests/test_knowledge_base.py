@@ -5,8 +5,6 @@ the documented shapes (filters, model ARN)."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
@@ -19,7 +17,7 @@ from ragline.errors import ConfigError, ModelError
 from ragline.service import create_app
 from ragline.settings import Settings
 
-from conftest import serve
+from conftest import serve, sse_post
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 KB = "KBID123456"
@@ -131,15 +129,7 @@ def test_the_http_api_streams_the_knowledge_base_answer(tmp_path):
     with FakeAWSModels(passages=PASSAGES) as aws:
         url, stop = serve(create_app(rag(tmp_path, aws, chat_model="knowledge-base")))
         try:
-            events = []
-            with httpx.stream("POST", f"{url}/v1/query", json={"question": "What is Amazon Lex?", "stream": True},
-                              timeout=30) as r:
-                name = None
-                for line in r.iter_lines():
-                    if line.startswith("event: "):
-                        name = line[7:]
-                    elif line.startswith("data: "):
-                        events.append((name, json.loads(line[6:])))
+            events = sse_post(f"{url}/v1/query", {"question": "What is Amazon Lex?", "stream": True})
             png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
             images = httpx.post(f"{url}/v1/query", json={"question": "What is this?", "images": [
                 {"media_type": "image/png", "data": png}]}, timeout=30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterator
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 from ragline.ingest import expand_paths, source_items
 from ragline.service import create_app
 
-from conftest import serve, write
+from conftest import serve, sse_post, write
 
 LEX = (
     "# What Is Amazon Lex?\n\nAmazon Lex is an AWS service for building conversational interfaces using voice "
@@ -43,16 +42,7 @@ def test_query_json(server) -> None:
 
 
 def test_query_server_sent_events(server) -> None:
-    events = []
-    with httpx.stream("POST", f"{server}/v1/query", json={"question": "When is the launch?", "stream": True},
-                      timeout=60) as r:
-        assert r.headers["content-type"].startswith("text/event-stream")
-        name = None
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[6:])))
+    events = sse_post(f"{server}/v1/query", {"question": "When is the launch?", "stream": True})
     kinds = [k for k, _ in events]
     assert kinds[0] == "sources" and kinds[-2:] == ["usage", "done"] and "token" in kinds
     text = "".join(d["text"] for k, d in events if k == "token")
