@@ -71,7 +71,7 @@ class Ragline:
                 region=s.aws_region, engine=s.opensearch_engine, hybrid=s.opensearch_hybrid,
                 username=s.opensearch_user, password=os.environ.get(s.opensearch_password_env),
                 timeout=s.request_timeout,
-                policy=RetryPolicy(s.retry_attempts, s.retry_base_delay, s.retry_max_delay),
+                policy=RetryPolicy.from_settings(s),
             )
         return LanceStore(s.index_dir, self.embedder.dimension, s.storage_options())
 
@@ -86,10 +86,10 @@ class Ragline:
         """The ingest path for this tenant; refused when answers do not come from ragline's own store."""
         s = self.settings
         if s.retriever != "store" or s.chat_model == "knowledge-base":
-            source = "Kendra's data source sync" if s.retriever == "kendra" else (
-                "the knowledge base's data source sync (StartIngestionJob)")
+            where, source = ("Amazon Kendra", "Kendra's data source sync") if s.retriever == "kendra" else (
+                "a Bedrock knowledge base", "the knowledge base's data source sync (StartIngestionJob)")
             raise ConfigError(
-                f"answers come from {'Amazon Kendra' if s.retriever == 'kendra' else 'a Bedrock knowledge base'}, "
+                f"answers come from {where}, "
                 f"whose documents are ingested by {source}; ragline would ingest into its own store, which this "
                 "configuration does not read: use RAGLINE_RETRIEVER=store (and a chat model other than "
                 "knowledge-base) to ingest with ragline"
@@ -130,17 +130,16 @@ class Ragline:
     @cached_property
     def retriever(self) -> Retriever | None:
         """A retriever used instead of the store's own search (Amazon Kendra, a Bedrock knowledge base), or None."""
-        if self.settings.retriever == "knowledge-base":
+        s = self.settings
+        if s.retriever == "knowledge-base":
             from .aws.knowledge_base import KnowledgeBaseRetriever
             from .chat import knowledge_base_options
 
-            s = self.settings
             return KnowledgeBaseRetriever(s.knowledge_base_id or "", **knowledge_base_options(s))
-        if self.settings.retriever != "kendra":
+        if s.retriever != "kendra":
             return None
         from .aws.kendra import KendraRetriever
 
-        s = self.settings
         return KendraRetriever(
             s.kendra_index_id or "", language=s.kendra_language, default_language=s.language,
             tenant_attribute=s.kendra_tenant_attribute, region=s.aws_region, endpoint_url=s.endpoint_for("kendra"),

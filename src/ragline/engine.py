@@ -264,7 +264,8 @@ class Engine:
                                  deadline=deadline)
         yield from run.consume(iter(reply), deadline, mark)
         run.lap("generate", mark, mode="retrieve_and_generate", sources=len(reply.sources))
-        run.parts = [insert_marks("".join(run.parts), reply.marks("".join(run.parts)))]
+        text = "".join(run.parts)
+        run.parts = [insert_marks(text, reply.marks(text))]
         yield Sources(reply.sources)
         return reply.sources
 

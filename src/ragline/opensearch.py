@@ -38,18 +38,20 @@ _PAGE = 10_000  # index.max_result_window's default
 _AWS_HOST = re.compile(r"\.([a-z0-9-]+)\.(aoss|es)\.amazonaws\.com$")
 
 
+def _aws_host(url: str) -> re.Match[str] | None:
+    """The (region, service) of an AWS OpenSearch endpoint's host name."""
+    return _AWS_HOST.search(url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0])
+
+
 def auth_for(url: str, configured: str | None) -> str:
     """The auth mode: as configured, else ``aoss``/``es`` from an AWS endpoint's host name, else ``none``."""
-    if configured:
-        return configured
-    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    match = _AWS_HOST.search(host)
-    return match.group(2) if match else "none"
+    match = _aws_host(url)
+    return configured or (match.group(2) if match else "none")
 
 
 def region_for(url: str, configured: str | None) -> str | None:
     """The region: as configured, else from an AWS endpoint's host name."""
-    match = _AWS_HOST.search(url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0])
+    match = _aws_host(url)
     return configured or (match.group(1) if match else None)
 
 
@@ -68,8 +70,6 @@ def filter_clauses(filters: Mapping[str, str]) -> list[dict[str, Any]]:
 
 def index_body(dimension: int, engine: str) -> dict[str, Any]:
     """Settings and mappings of the chunk index."""
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown OpenSearch k-NN engine {engine!r}; valid: {', '.join(ENGINES)}")
     keyword = {"type": "keyword"}
     return {
         "settings": {"index": {"knn": True}},
@@ -155,7 +155,8 @@ class OpenSearchStore:
             raise ConfigError(f"unknown OpenSearch auth {self.auth!r}; valid: aoss, es, basic, none")
         self.region = region_for(self.url, region)
         self.engine, self.hybrid = engine, hybrid
-        index_body(dimension, engine)  # refuse an unknown engine now, not at the first write
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown OpenSearch k-NN engine {engine!r}; valid: {', '.join(ENGINES)}")
         self.native_hybrid = hybrid == "pipeline"
         self.pipeline = f"{index}-hybrid"
         self._basic = (username, password or "") if username else None

@@ -11,9 +11,13 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import ModelError, ModelUnavailableError
 from .types import ChatModel, Deadline, Message, ModelEvent, Token
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 class DeadlineExceededError(ModelUnavailableError):
@@ -31,6 +35,11 @@ class RetryPolicy:
     max_attempts: int = 3
     base_delay: float = 0.5
     max_delay: float = 8.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The policy ``RAGLINE_RETRY_*`` describe."""
+        return cls(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay)
 
     def delay(self, retry: int, rng: random.Random) -> float:
         """Wait before retry number ``retry`` (1-based): uniform in [0, min(max_delay, base * 2**(retry-1))]."""

@@ -77,8 +77,9 @@ def _page(metadata: Mapping[str, Any]) -> int | None:
 def reference_chunk(reference: Mapping[str, Any], rank: int, tenant: str, language: str) -> Chunk:
     """A retrieved reference (or Retrieve result) as a chunk: doc_id is its location, title its file name."""
     metadata = reference.get("metadata") or {}
-    uri = location_uri(reference.get("location") or {}) if reference.get("location") else str(
-        metadata.get(SOURCE_URI) or reference.get("documentId") or "unknown")
+    location = reference.get("location")
+    uri = location_uri(location) if location else str(metadata.get(SOURCE_URI) or reference.get("documentId")
+                                                       or "unknown")
     return Chunk(
         id=f"{uri}#{rank}", doc_id=uri, ordinal=rank, text=str(reference.get("content", {}).get("text", "")),
         title=uri.rstrip("/").rsplit("/", 1)[-1], heading="", page=_page(metadata), tenant=tenant,
@@ -113,21 +114,26 @@ class _Calls:
     def client(self) -> Any:
         return client("bedrock-agent-runtime", self._region, self._endpoint_url, self._timeout)
 
+    def backoff(self, err: Exception, attempt: int, deadline: Deadline | None, retryable: bool = True) -> None:
+        """After a failed attempt: wait (full jitter) when it may pass and time allows, else raise its error."""
+        failure = bedrock_error(err, f"knowledge base {self.knowledge_base_id}")
+        wait = self.policy.delay(attempt, self._rng)
+        out_of_time = deadline is not None and deadline.remaining() <= wait
+        if not (retryable and isinstance(failure, ModelUnavailableError)) or (
+            attempt == self.policy.max_attempts or out_of_time
+        ):
+            raise failure from err
+        time.sleep(wait)
+
     def call(self, operation: str, request: dict[str, Any], deadline: Deadline | None = None) -> Any:
         """One API call; throttling and transient faults are retried with full jitter, within the deadline."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        where = f"knowledge base {self.knowledge_base_id}"
         for attempt in range(1, self.policy.max_attempts + 1):
             try:
                 return getattr(self.client, operation)(**request)
             except (ClientError, BotoCoreError) as err:
-                failure = bedrock_error(err, where)
-            wait = self.policy.delay(attempt, self._rng)
-            out_of_time = deadline is not None and deadline.remaining() <= wait
-            if not isinstance(failure, ModelUnavailableError) or attempt == self.policy.max_attempts or out_of_time:
-                raise failure
-            time.sleep(wait)
+                self.backoff(err, attempt, deadline)
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -166,9 +172,6 @@ class KnowledgeBaseReply:
 
     def __iter__(self) -> Iterator[ModelEvent]:
         return self._events
-
-    def __next__(self) -> ModelEvent:
-        return next(self._events)
 
     def close(self) -> None:
         """Stop reading the stream."""
@@ -211,17 +214,18 @@ class KnowledgeBaseReply:
 
         owner = self._owner
         if not owner.stream:
-            response = owner.call("retrieve_and_generate", self._request, self._deadline)
-            text = response["output"]["text"]
+            whole = owner.call("retrieve_and_generate", self._request, self._deadline)
+            text = whole["output"]["text"]
             yield Token(text)
-            for citation in response.get("citations", []):
+            for citation in whole.get("citations", []):
                 self._cite(citation)
-            self.guardrail = response.get("guardrailAction", "NONE")
+            self.guardrail = whole.get("guardrailAction", "NONE")
             return
-        for attempt in range(1, owner.policy.max_attempts + 1):
+        for attempt in range(1, owner.policy.max_attempts + 1):  # one budget for starting and for the stream
             length = 0
-            response = owner.call("retrieve_and_generate_stream", self._request, self._deadline)
+            response: dict[str, Any] = {}
             try:
+                response = owner.client.retrieve_and_generate_stream(**self._request)
                 for event in response["stream"]:
                     if "output" in event:
                         length += len(event["output"]["text"])
@@ -230,16 +234,14 @@ class KnowledgeBaseReply:
                         self._cite(event["citation"])
                     elif "guardrail" in event:
                         self.guardrail = event["guardrail"].get("action", "NONE")
-            except (ClientError, BotoCoreError) as err:  # an exception event: botocore raises it
-                failure = bedrock_error(err, f"knowledge base {owner.knowledge_base_id}")
-                retry = isinstance(failure, ModelUnavailableError) and not length
-                if not retry or attempt == owner.policy.max_attempts:
-                    raise failure from err  # after text was sent the caller keeps it as a partial answer
-                time.sleep(owner.policy.delay(attempt, owner._rng))
+            except (ClientError, BotoCoreError) as err:  # also an exception event in the stream: botocore raises it
+                # after text was sent the caller keeps it as a partial answer: never restarted
+                owner.backoff(err, attempt, self._deadline, retryable=not length)
             else:
                 return
             finally:
-                response["stream"].close()  # an early stop or a failure frees the connection now
+                if "stream" in response:
+                    response["stream"].close()  # an early stop or a failure frees the connection now
 
 
 class KnowledgeBaseAnswerer(_Calls):

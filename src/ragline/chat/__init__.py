@@ -33,8 +33,7 @@ def make_generator(settings: Settings, embedder: Embedder) -> AnswerModel:
                 "'bedrock:MODEL_ID[@REGION]'"
             )
         chain.append(model)
-    policy = RetryPolicy(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay)
-    return ResilientChatModel(chain, policy)
+    return ResilientChatModel(chain, RetryPolicy.from_settings(settings))
 
 
 class WorkflowModels:
@@ -81,7 +80,7 @@ def knowledge_base_options(settings: Settings) -> dict[str, Any]:
         "search": settings.knowledge_base_search, "tenant_attribute": settings.knowledge_base_tenant_attribute,
         "region": settings.aws_region, "endpoint_url": settings.endpoint_for("bedrock-agent-runtime"),
         "timeout": settings.request_timeout, "language": settings.language,
-        "policy": RetryPolicy(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay),
+        "policy": RetryPolicy.from_settings(settings),
     }
 
 
