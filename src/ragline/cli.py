@@ -54,6 +54,24 @@ def _errors() -> Iterator[None]:
         sys.exit(err.exit_code)
 
 
+def _run_ingest(app: Any, items: Any, total: Any, tags: tuple[str, ...] = ()) -> Any:
+    """Run the ingestor, with a progress bar on a terminal (``total`` is called only then)."""
+    if not sys.stderr.isatty():
+        return app.ingestor.run(items, tags=tags)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.0f}/s"), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("ingesting", total=total(), chunks=0, rate=0.0)
+
+        def show(done: int, chunks: int) -> None:
+            elapsed = bar.tasks[task].elapsed or 0.0
+            bar.update(task, completed=done, chunks=chunks, rate=chunks / elapsed if elapsed else 0.0)
+
+        return app.ingestor.run(items, tags=tags, progress=show)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(path_type=Path), help="Index folder (RAGLINE_HOME, default .ragline).")
 @click.option("--tenant", help="Owner of the documents read and written (RAGLINE_TENANT).")
@@ -98,21 +116,7 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], tags: tuple[str, ...],
         tag_pairs = tuple(f"{k}={v}" for k, v in _pairs(tags, "--tag").items())
         files = expand_paths(paths)
         items = source_items(files, app.settings.max_file_bytes)
-        if sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]:.0f}/s"), TimeRemainingColumn())
-            with Progress(*columns, transient=True) as bar:
-                task = bar.add_task("ingesting", total=count_items(files), chunks=0, rate=0.0)
-
-                def show(done: int, chunks: int) -> None:
-                    elapsed = bar.tasks[task].elapsed or 0.0
-                    bar.update(task, completed=done, chunks=chunks, rate=chunks / elapsed if elapsed else 0.0)
-
-                report = app.ingestor.run(items, tags=tag_pairs, progress=show)
-        else:
-            report = app.ingestor.run(items, tags=tag_pairs)
+        report = _run_ingest(app, items, lambda: count_items(files), tag_pairs)
         for doc_id, reason in report.failed:
             click.echo(f"failed: {doc_id}: {reason}", err=True)
         click.echo(report.summary())
@@ -427,6 +431,57 @@ def eval_retrieval(ctx: click.Context, beir: Path, split: str, limit: int | None
             queries = dict(list(queries.items())[:limit])
         results = evaluate(app.engine, queries, qrels)
         click.echo(json.dumps(results, indent=2) if as_json else format_table(results))
+
+
+@eval_group.command("qa")
+@click.option("--qa", "qa_csv", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
+              help="CSV: a question, a reference answer and the gold document(s) per row.")
+@click.option("--corpus", "corpus", multiple=True, required=True,
+              help="Documents to answer from: files, folders, globs or a JSONL corpus (repeatable).")
+@click.option("--max-docs", type=int, help="Ingest only the gold documents and others up to N in all.")
+@click.option("--model", help="Generator: local, extractive, openai or bedrock.")
+@click.option("--max-tokens", type=int, default=128, show_default=True, help="Answer length limit in tokens.")
+@click.option("--k", type=int, default=5, show_default=True, help="Sources given to the model.")
+@click.option("--mode", type=click.Choice(["hybrid", "vector", "bm25"]), default="hybrid", show_default=True)
+@click.option("--limit", type=int, help="Evaluate only the first N questions.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("eval-report"),
+              show_default=True, help="Folder for qa.json and qa.html.")
+@click.pass_context
+def eval_qa(ctx: click.Context, qa_csv: Path, corpus: tuple[str, ...], max_docs: int | None, model: str | None,
+            max_tokens: int, k: int, mode: str, limit: int | None, out: Path) -> None:
+    """Answer quality: hit@k and MRR of the gold document, citations, token-F1, ROUGE-L, "I don't know", latency."""
+    from . import qa_eval
+    from .ingest import expand_paths, source_items
+    from .qa_report import render
+
+    with _errors():
+        items = qa_eval.load_qa(qa_csv)[:limit] if limit else qa_eval.load_qa(qa_csv)
+        files = expand_paths(corpus)
+        home = ctx.obj.get("home") or Path(".ragline-eval") / f"{qa_csv.parent.name}-{max_docs or 'all'}"
+        app = _app(ctx, home=home, chat_model=model)
+        limit_bytes = app.settings.max_file_bytes
+        chosen = qa_eval.select_documents([i.doc_id for i in source_items(files, limit_bytes)], items, max_docs)
+        report = _run_ingest(app, (i for i in source_items(files, limit_bytes) if i.doc_id in chosen),
+                             lambda: len(chosen))
+        click.echo(report.summary(), err=True)
+        for doc_id, reason in report.failed:
+            click.echo(f"failed: {doc_id}: {reason}", err=True)
+
+        def show(done: int, result: qa_eval.QAResult) -> None:
+            rank = result.gold_rank or "-"
+            click.echo(f"[{done}/{len(items)}] gold rank {rank}, F1 {result.f1:.2f}, "
+                       f"{result.timings_ms.get('total', 0):.0f} ms: {result.question[:70]}", err=True)
+
+        results = qa_eval.run(app.engine, items, k=k, mode=mode, max_tokens=max_tokens, progress=show)
+        settings = {"qa": str(qa_csv), "corpus": ", ".join(corpus), "documents": len(chosen),
+                    "chunks": app.store.count(), "model": app.generator.name, "max_tokens": max_tokens, "k": k,
+                    "mode": mode, "embedder": app.embedder.name}
+        qa_report = qa_eval.QAReport(settings, qa_eval.aggregate(results), results)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "qa.json").write_text(json.dumps(qa_report.as_dict(), indent=2) + "\n", encoding="utf-8")
+        (out / "qa.html").write_text(render(qa_report), encoding="utf-8")
+        click.echo(qa_eval.format_summary(qa_report.summary))
+        click.echo(f"wrote {out / 'qa.json'} and {out / 'qa.html'}")
 
 
 def main() -> None:

@@ -1,0 +1,182 @@
+"""How cost grows with the corpus: the full AWS documentation (25,860 pages) ingested and queried on this machine.
+
+    uv run python bench/scale.py ingest  [--corpus ../shared/data/aws-docs/corpus.jsonl.gz] [--work DIR]
+    uv run python bench/scale.py measure [--queries 200] [--work DIR]
+    uv run python bench/scale.py plot    [--work DIR] [--out docs/scale-latency.png]
+
+``ingest`` adds the pages in a fixed pseudo-random order (by a hash of their id, so every slice spans all the
+guides) and stops at 1,000 pages, 10,000 pages and all of them. At each stop it snapshots the home folder, so
+the smaller sizes can be measured later. It is resumable: stop it at any point (Ctrl-C, a lost session) and run
+it again; documents already written are skipped by their content hash, as in any ``ragline ingest``, and every
+run's own figures (pages, chunks, seconds, peak RSS) are appended to ``WORK/scale.json``.
+
+``measure`` builds the BM25 index and an ANN index (IVF-HNSW-SQ) on each snapshot, then times hybrid retrieval
+(k=5, the query path without the model) with exact vector search and with the ANN index: p50 and p95 over the
+questions of ``qa.csv`` and chunk-derived questions. At the full size it also reports the recall@10 of the ANN
+search against exact search. ``plot`` draws latency against corpus size.
+
+A benchmark, not a test: the figures depend on the machine, which should otherwise be idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import resource
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ragline.compose import Ragline
+from ragline.ingest import SourceItem, source_items
+from ragline.settings import Settings
+
+STOPS = (1000, 10000, None)  # None: every page
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "aws-docs" / "corpus.jsonl.gz"
+DEFAULT_WORK = Path.home() / ".cache" / "ragline" / "scale"
+
+
+def label(stop: int | None) -> str:
+    return "all" if stop is None else f"{stop // 1000}k"
+
+
+def rank_of(doc_id: str) -> str:
+    return hashlib.sha1(doc_id.encode()).hexdigest()
+
+
+def load_results(work: Path) -> dict:
+    path = work / "scale.json"
+    return json.loads(path.read_text()) if path.exists() else {"ingest": {}, "measure": {}}
+
+
+def save_results(work: Path, results: dict) -> None:
+    (work / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def app_for(home: Path) -> Ragline:
+    return Ragline(Settings(home=home, chat_model="extractive", cache=False))
+
+
+def ingest(corpus: Path, work: Path) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    results = load_results(work)
+    ids = [item.doc_id for item in source_items([corpus], 1 << 30)]
+    order = sorted(ids, key=rank_of)
+    home = work / "home"
+    app = app_for(home)
+    for stop in STOPS:
+        name = label(stop)
+        snapshot = work / f"home-{name}"
+        if stop is not None and snapshot.exists():
+            continue
+        chosen = set(order[:stop]) if stop is not None else set(order)
+
+        def items(chosen: set[str] = chosen) -> Iterator[SourceItem]:
+            return (item for item in source_items([corpus], 1 << 30) if item.doc_id in chosen)
+
+        def progress(done: int, chunks: int, total: int = len(chosen), name: str = name) -> None:
+            if done % 250 == 0:
+                print(f"[{name}] {done}/{total} pages, {chunks} chunks written this run", file=sys.stderr, flush=True)
+
+        report = app.ingestor.run(items(), progress=progress)
+        run = {
+            "pages_added": report.added + report.updated, "pages_unchanged": report.unchanged,
+            "failed": len(report.failed), "chunks": report.chunks, "seconds": round(report.seconds, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "finished": True,
+        }
+        print(f"[{name}] {report.summary()}", file=sys.stderr, flush=True)
+        results = load_results(work)
+        results["ingest"].setdefault(name, {"pages": len(chosen), "runs": []})["runs"].append(run)
+        save_results(work, results)
+        if stop is not None:
+            shutil.copytree(home, work / f"home-{name}.tmp", dirs_exist_ok=True)
+            (work / f"home-{name}.tmp").rename(snapshot)
+    summarise_ingest(work)
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def summarise_ingest(work: Path) -> None:
+    results = load_results(work)
+    pages = chunks = 0
+    seconds = 0.0
+    peak = 0.0
+    for name in ("1k", "10k", "all"):
+        for run in results["ingest"].get(name, {}).get("runs", []):
+            pages += run["pages_added"]
+            chunks += run["chunks"]
+            seconds += run["seconds"]
+            peak = max(peak, run["peak_rss_mb"])
+    home = work / "home"
+    results["ingest_total"] = {
+        "pages": pages, "chunks": chunks, "seconds": round(seconds, 1),
+        "pages_per_s": round(pages / seconds, 2) if seconds else 0.0,
+        "chunks_per_s": round(chunks / seconds, 1) if seconds else 0.0,
+        "peak_rss_mb": peak,
+        "index_mb": round(dir_size(home / "index") / 2**20, 1) if (home / "index").exists() else None,
+    }
+    save_results(work, results)
+    print(json.dumps(results["ingest_total"], indent=2))
+
+
+def questions(qa_csv: Path, home: Path, extra: int) -> list[str]:
+    """The qa.csv questions, then the first sentence of every n-th chunk (questions in the corpus's words)."""
+    with qa_csv.open(encoding="utf-8") as fh:
+        out = [row["Question"].strip() for row in csv.DictReader(fh)]
+    if extra:
+        import lancedb
+
+        table = lancedb.connect(str(home / "index")).open_table("chunks")
+        n = table.count_rows()
+        rows = table.search().select(["text"]).limit(n).to_list()
+        step = max(len(rows) // extra, 1)
+        for row in rows[::step][:extra]:
+            first = row["text"].strip().split("\n")[0][:200]
+            if len(first.split()) >= 4:
+                out.append(first)
+    return out
+
+
+def time_queries(app: Ragline, qs: list[str], exact: bool) -> tuple[list[float], list[list[str]]]:
+    store = app.store
+    store.exact = exact  # type: ignore[attr-defined]
+    engine = app.engine
+    for q in qs[:5]:  # warm: model, table handles, index caches
+        engine.retrieve(q, k=5, mode="hybrid")
+    times, ids = [], []
+    for q in qs:
+        engine._query_vectors.__init__(engine._query_vectors.embedder, 0) if False else None
+        start = time.perf_counter()
+        hits = engine.retrieve(q, k=5, mode="hybrid")
+        times.append((time.perf_counter() - start) * 1000)
+        ids.append([h.chunk.id for h in hits])
+    return times, ids
+
+
+def pct(values: list[float], q: float) -> float:
+    return round(statistics.quantiles(values, n=100)[int(q) - 1], 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["ingest", "measure", "plot"])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    args = parser.parse_args()
+    if args.command == "ingest":
+        ingest(args.corpus, args.work)
+
+
+if __name__ == "__main__":
+    main()
