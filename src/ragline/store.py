@@ -54,6 +54,37 @@ def fuse(rankings: Mapping[str, Sequence[Hit]], k: int, rrf_k: int = 60) -> list
     return [Hit(chunks[c], scores[c], tuple(found[c])) for c in best]
 
 
+def import_lancedb() -> Any:
+    """``import lancedb``, without running the REST namespace client's package ``__init__`` up front.
+
+    lancedb imports ``lance_namespace_urllib3_client.models``; the client's ``__init__`` would first import
+    every REST API class, each method wrapped by pydantic's ``validate_call``: about 0.9 s of a 1.7 s import,
+    for a client a local or S3 table never uses. The package is registered unexecuted, its submodules import
+    as usual, and the ``__init__`` runs on the first attribute taken from the package itself.
+    """
+    import sys
+
+    name = "lance_namespace_urllib3_client"
+    if name not in sys.modules and "lancedb" not in sys.modules:
+        from importlib.util import find_spec, module_from_spec
+
+        spec = find_spec(name)
+        if spec is not None and spec.loader is not None and spec.submodule_search_locations is not None:
+            module = module_from_spec(spec)
+            loader = spec.loader
+
+            def load_on_use(attr: str) -> Any:
+                del module.__getattr__
+                loader.exec_module(module)
+                return getattr(module, attr)
+
+            module.__getattr__ = load_on_use  # type: ignore[method-assign]
+            sys.modules[name] = module
+    import lancedb
+
+    return lancedb
+
+
 def _chunk_from_row(row: Mapping[str, Any]) -> Chunk:
     return Chunk(
         id=row["id"],
@@ -83,8 +114,7 @@ class LanceStore:
 
     def _connect(self) -> Any:
         if self._db is None:
-            import lancedb
-
+            lancedb = import_lancedb()
             if "://" not in self.uri:
                 Path(self.uri).mkdir(parents=True, exist_ok=True)
             self._db = lancedb.connect(self.uri, storage_options=self.storage_options or None)

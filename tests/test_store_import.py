@@ -1,0 +1,25 @@
+"""The lean ``import lancedb``: the REST namespace client loads when used, not when a local table opens."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+SCRIPT = """
+import sys
+from ragline.store import LanceStore
+import numpy as np
+store = LanceStore(sys.argv[1], 4)
+assert store.count() == 0
+assert not [m for m in sys.modules if m.startswith("lance_namespace_urllib3_client.api.")], "API loaded early"
+import lance_namespace_urllib3_client as client
+assert client.TableApi.__name__ == "TableApi" and client.ApiClient and client.__version__
+from lancedb.namespace import LanceNamespaceDBConnection
+print("ok")
+"""
+
+
+def test_the_namespace_client_loads_on_first_use(tmp_path: object) -> None:
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
