@@ -28,7 +28,7 @@ setup: llama-wheel
 	$(UV) pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 
 dev: llama-wheel
-	$(UV) sync --frozen --all-extras --inexact --no-install-package llama-cpp-python
+	$(UV) sync --frozen --all-extras --inexact --no-install-package llama-cpp-python --compile-bytecode
 	$(UV) pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	# asl-validator (npm) checks the Step Functions definitions that `ragline workflow export` writes.
 	npm ci --prefix tools/asl --no-audit --no-fund --loglevel=error

