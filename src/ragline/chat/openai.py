@@ -37,8 +37,10 @@ class OpenAIChatModel:
 
     @property
     def client(self) -> httpx.Client:
-        """One pooled client for every call: keep-alive connections, and the TLS context built once (loading
-        the CA bundle costs about 30 ms, more than the rest of a warm query)."""
+        """One pooled client for every call: keep-alive connections and one TLS context.
+
+        Building the TLS context loads the CA bundle: about 30 ms, as much as the rest of a warm query.
+        """
         with self._lock:
             if self._client is None:
                 self._client = httpx.Client(timeout=self._timeout, transport=self._transport)
