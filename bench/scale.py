@@ -1,7 +1,7 @@
 """How cost grows with the corpus: the full AWS documentation (25,860 pages) ingested and queried on this machine.
 
     uv run python bench/scale.py ingest  [--corpus ../shared/data/aws-docs/corpus.jsonl.gz] [--work DIR]
-    uv run python bench/scale.py measure [--queries 200] [--work DIR]
+    uv run python bench/scale.py measure [--queries 100] [--work DIR]
     uv run python bench/scale.py plot    [--work DIR] [--out docs/scale-latency.png]
 
 ``ingest`` adds the pages in a fixed pseudo-random order (by a hash of their id, so every slice spans all the
@@ -131,41 +131,104 @@ def summarise_ingest(work: Path) -> None:
 
 
 def questions(qa_csv: Path, home: Path, extra: int) -> list[str]:
-    """The qa.csv questions, then the first sentence of every n-th chunk (questions in the corpus's words)."""
+    """The qa.csv questions, then the first line of evenly spaced chunks (questions in the corpus's words)."""
     with qa_csv.open(encoding="utf-8") as fh:
         out = [row["Question"].strip() for row in csv.DictReader(fh)]
-    if extra:
-        import lancedb
-
-        table = lancedb.connect(str(home / "index")).open_table("chunks")
-        n = table.count_rows()
-        rows = table.search().select(["text"]).limit(n).to_list()
-        step = max(len(rows) // extra, 1)
-        for row in rows[::step][:extra]:
-            first = row["text"].strip().split("\n")[0][:200]
-            if len(first.split()) >= 4:
-                out.append(first)
+    table = app_for(home).store._open()  # type: ignore[attr-defined]
+    n = table.count_rows()
+    step = max(n // extra, 1)
+    picked = table.take_offsets(list(range(0, n, step))[:extra]).select(["text"]).to_list()
+    for row in picked:
+        first = row["text"].strip().split("\n")[0][:200]
+        if len(first.split()) >= 4:
+            out.append(first)
     return out
 
 
-def time_queries(app: Ragline, qs: list[str], exact: bool) -> tuple[list[float], list[list[str]]]:
-    store = app.store
-    store.exact = exact  # type: ignore[attr-defined]
-    engine = app.engine
+def time_queries(app: Ragline, qs: list[str]) -> list[float]:
+    """Milliseconds per hybrid retrieval (k=5): the query path without the model."""
     for q in qs[:5]:  # warm: model, table handles, index caches
-        engine.retrieve(q, k=5, mode="hybrid")
-    times, ids = [], []
+        app.engine.retrieve(q, k=5, mode="hybrid")
+    times = []
     for q in qs:
-        engine._query_vectors.__init__(engine._query_vectors.embedder, 0) if False else None
         start = time.perf_counter()
-        hits = engine.retrieve(q, k=5, mode="hybrid")
+        app.engine.retrieve(q, k=5, mode="hybrid")
         times.append((time.perf_counter() - start) * 1000)
-        ids.append([h.chunk.id for h in hits])
-    return times, ids
+    return times
 
 
-def pct(values: list[float], q: float) -> float:
-    return round(statistics.quantiles(values, n=100)[int(q) - 1], 1)
+def recall_at_10(app: Ragline, qs: list[str]) -> float:
+    """Share of the exact top-10 vector neighbours that the ANN search returns, averaged over the questions."""
+    store = app.store
+    shares = []
+    for q in qs:
+        vector = app.engine.queries.embed(q)
+        store.exact = True  # type: ignore[attr-defined]
+        truth = {h.chunk.id for h in store.search_vector(vector, 10, {"tenant": "default"})}
+        store.exact = False  # type: ignore[attr-defined]
+        found = {h.chunk.id for h in store.search_vector(vector, 10, {"tenant": "default"})}
+        shares.append(len(truth & found) / max(len(truth), 1))
+    return round(sum(shares) / len(shares), 4)
+
+
+def pct(values: list[float], q: int) -> float:
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
+
+
+def measure(work: Path, qa_csv: Path, extra: int) -> None:
+    results = load_results(work)
+    finished_all = any(r.get("finished") for r in results["ingest"].get("all", {}).get("runs", []))
+    for name in ("1k", "10k", "all"):
+        home = work / (f"home-{name}" if name != "all" else "home")
+        if not home.exists() or (name == "all" and not finished_all):
+            print(f"[{name}] not ingested yet: skipped", file=sys.stderr)
+            continue
+        app = Ragline(Settings(home=home, chat_model="extractive", cache=False, query_cache_size=0, ann_min_rows=0))
+        store = app.store
+        qs = questions(qa_csv, home, extra)
+        figures: dict[str, object] = {"pages": results["ingest"].get(name, {}).get("pages"),
+                                      "chunks": store.count(), "questions": len(qs)}
+        store.drop_vector_index()  # type: ignore[attr-defined]
+        store.exact = True  # type: ignore[attr-defined]
+        exact = time_queries(app, qs)
+        started = time.perf_counter()
+        store.build_vector_index()  # type: ignore[attr-defined]
+        figures["ann_build_s"] = round(time.perf_counter() - started, 1)
+        store.exact = False  # type: ignore[attr-defined]
+        ann = time_queries(app, qs)
+        figures["exact_ms"] = {"p50": pct(exact, 50), "p95": pct(exact, 95)}
+        figures["ann_ms"] = {"p50": pct(ann, 50), "p95": pct(ann, 95)}
+        figures["ann_recall@10"] = recall_at_10(app, qs)
+        figures["index_mb"] = round(dir_size(home / "index") / 2**20, 1)
+        print(f"[{name}] {json.dumps(figures)}", file=sys.stderr, flush=True)
+        results = load_results(work)
+        results["measure"][name] = figures
+        save_results(work, results)
+
+
+def plot(work: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = load_results(work)["measure"]
+    names = [n for n in ("1k", "10k", "all") if n in measured]
+    chunks = [measured[n]["chunks"] for n in names]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for key, label, style in (("exact_ms", "exact", "o-"), ("ann_ms", "ANN (IVF-HNSW-SQ)", "s-")):
+        for q, alpha in (("p50", 1.0), ("p95", 0.5)):
+            ax.plot(chunks, [measured[n][key][q] for n in names], style, alpha=alpha, label=f"{label} {q}")
+    ax.set_xscale("log")
+    ax.set_xlabel("chunks in the index (pages: " + ", ".join(
+        str(measured[n]["pages"]) for n in names) + ")")
+    ax.set_ylabel("hybrid retrieval, k=5 (ms)")
+    ax.set_title("Query latency against corpus size (AWS documentation)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -173,9 +236,16 @@ def main() -> None:
     parser.add_argument("command", choices=["ingest", "measure", "plot"])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--qa", type=Path, default=DEFAULT_CORPUS.with_name("qa.csv"))
+    parser.add_argument("--queries", type=int, default=100, help="chunk-derived questions added to qa.csv's")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "scale-latency.png")
     args = parser.parse_args()
     if args.command == "ingest":
         ingest(args.corpus, args.work)
+    elif args.command == "measure":
+        measure(args.work, args.qa, args.queries)
+    else:
+        plot(args.work, args.out)
 
 
 if __name__ == "__main__":

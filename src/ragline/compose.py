@@ -73,7 +73,8 @@ class Ragline:
                 timeout=s.request_timeout,
                 policy=RetryPolicy.from_settings(s),
             )
-        return LanceStore(s.index_dir, self.embedder.dimension, s.storage_options())
+        return LanceStore(s.index_dir, self.embedder.dimension, s.storage_options(), ann_min_rows=s.ann_min_rows,
+                          exact=s.exact_search)
 
     @cached_property
     def chunker(self) -> Chunker:

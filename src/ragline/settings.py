@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     retrieval: RetrievalMode = "hybrid"
     k: int = Field(5, ge=1, le=100, description="sources retrieved for an answer")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
+    ann_min_rows: int = Field(
+        100_000, ge=0, description="LanceDB: build an ANN vector index (IVF-HNSW-SQ) at this many chunks; 0 never"
+    )
+    exact_search: bool = Field(False, description="LanceDB: compare every vector even when an ANN index exists")
 
     chat_model: ChatProvider = Field(
         "local", description="local (llama.cpp), extractive, openai, bedrock, or knowledge-base (RetrieveAndGenerate)"

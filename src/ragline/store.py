@@ -103,10 +103,15 @@ def _chunk_from_row(row: Mapping[str, Any]) -> Chunk:
 class LanceStore:
     """Chunks in a LanceDB table in a local folder (or any URI LanceDB opens, such as ``s3://``)."""
 
-    def __init__(self, uri: str | Path, dimension: int, storage_options: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, uri: str | Path, dimension: int, storage_options: Mapping[str, str] | None = None, *,
+        ann_min_rows: int = 0, exact: bool = False,
+    ) -> None:
         self.uri = str(uri)
         self.storage_options = dict(storage_options or {})
         self.dimension = dimension
+        self.ann_min_rows = ann_min_rows  # build the ANN index at this many chunks (0: never on its own)
+        self.exact = exact  # search every vector even when an ANN index exists
         self._db: Any = None
         self._table: Any = None
         self._lock = threading.Lock()
@@ -219,7 +224,11 @@ class LanceStore:
         table.create_index("context", config=FTS(with_position=False, stem=True, remove_stop_words=True))
 
     def refresh_indexes(self) -> None:
-        """After a write: build the full-text index if missing, else fold the new rows into it."""
+        """After a write: build the full-text index if missing, else fold the new rows into the indexes.
+
+        The ANN vector index is built once the table reaches ``ann_min_rows`` chunks; after that, new rows
+        are folded into it by ``optimize`` (and found by a flat scan of the unindexed rows until then).
+        """
         with self._lock:
             table = self._open()
             if table is None:
@@ -229,6 +238,39 @@ class LanceStore:
             else:
                 self._create_fts(table)
             self._fts_ready = True
+            if self.ann_min_rows and not self._has_vector_index(table) and table.count_rows() >= self.ann_min_rows:
+                self._create_vector_index(table)
+
+    @staticmethod
+    def _has_vector_index(table: Any) -> bool:
+        return any(getattr(ix, "columns", None) == ["vector"] for ix in table.list_indices())
+
+    @staticmethod
+    def _create_vector_index(table: Any) -> None:
+        # IVF partitions of ~4,096 vectors, each searched through an HNSW graph of 8-bit scalar-quantised
+        # vectors: high recall without the refine step that product quantisation needs.
+        from lancedb.index import IvfHnswSq
+
+        partitions = max(1, table.count_rows() // 4096)
+        table.create_index("vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
+                           replace=True)
+
+    def build_vector_index(self) -> bool:
+        """Build (or rebuild) the ANN vector index now, whatever the table's size; False when there is no table."""
+        with self._lock:
+            table = self._open()
+            if table is None or table.count_rows() == 0:
+                return False
+            self._create_vector_index(table)
+            return True
+
+    def drop_vector_index(self) -> None:
+        """Remove the ANN vector index: searches scan every vector again."""
+        with self._lock:
+            table = self._open()
+            for ix in table.list_indices() if table is not None else []:
+                if getattr(ix, "columns", None) == ["vector"]:
+                    table.drop_index(ix.name)
 
     @property
     def version(self) -> int:
@@ -255,6 +297,8 @@ class LanceStore:
         if table is None:
             return []
         query = table.search(vector, vector_column_name="vector").distance_type("cosine").limit(k)
+        if self.exact:
+            query = query.bypass_vector_index()
         where = where_clause(filters)
         if where:
             query = query.where(where, prefilter=True)
