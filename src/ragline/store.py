@@ -297,8 +297,8 @@ class LanceStore:
         if table is None:
             return []
         query = table.search(vector, vector_column_name="vector").distance_type("cosine").limit(k)
-        if self.exact:
-            query = query.bypass_vector_index()
+        # With an ANN index: HNSW's candidate list (ef) of at least 100, so that small k keep a high recall.
+        query = query.bypass_vector_index() if self.exact else query.ef(max(2 * k, 100))
         where = where_clause(filters)
         if where:
             query = query.where(where, prefilter=True)
