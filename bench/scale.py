@@ -29,11 +29,11 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ragline.compose import Ragline
-from ragline.ingest import SourceItem, source_items
+from ragline.ingest import source_items
 from ragline.settings import Settings
 
 STOPS = (1000, 10000, None)  # None: every page
@@ -62,13 +62,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def app_for(home: Path) -> Ragline:
-    return Ragline(Settings(home=home, chat_model="extractive", cache=False))
+def app_for(home: Path, **overrides: object) -> Ragline:
+    return Ragline(Settings(home=home, chat_model="extractive", cache=False, **overrides))  # type: ignore[arg-type]
 
 
 def ingest(corpus: Path, work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
-    results = load_results(work)
     ids = [item.doc_id for item in source_items([corpus], 1 << 30)]
     order = sorted(ids, key=rank_of)
     home = work / "home"
@@ -79,20 +78,18 @@ def ingest(corpus: Path, work: Path) -> None:
         if stop is not None and snapshot.exists():
             continue
         chosen = set(order[:stop]) if stop is not None else set(order)
-
-        def items(chosen: set[str] = chosen) -> Iterator[SourceItem]:
-            return (item for item in source_items([corpus], 1 << 30) if item.doc_id in chosen)
+        items = (item for item in source_items([corpus], 1 << 30) if item.doc_id in chosen)
 
         def progress(done: int, chunks: int, total: int = len(chosen), name: str = name) -> None:
             if done % 250 == 0:
                 print(f"[{name}] {done}/{total} pages, {chunks} chunks written this run", file=sys.stderr, flush=True)
 
-        report = app.ingestor.run(items(), progress=progress)
+        report = app.ingestor.run(items, progress=progress)
         run = {
             "pages_added": report.added + report.updated, "pages_unchanged": report.unchanged,
             "failed": len(report.failed), "chunks": report.chunks, "seconds": round(report.seconds, 1),
-            "peak_rss_mb": round(peak_rss_mb(), 1), "finished": True,
-        }
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }  # recorded only when the run reached its end
         print(f"[{name}] {report.summary()}", file=sys.stderr, flush=True)
         results = load_results(work)
         results["ingest"].setdefault(name, {"pages": len(chosen), "runs": []})["runs"].append(run)
@@ -130,11 +127,11 @@ def summarise_ingest(work: Path) -> None:
     print(json.dumps(results["ingest_total"], indent=2))
 
 
-def questions(qa_csv: Path, home: Path, extra: int) -> list[str]:
+def questions(qa_csv: Path, store: Any, extra: int) -> list[str]:
     """The qa.csv questions, then the first line of evenly spaced chunks (questions in the corpus's words)."""
     with qa_csv.open(encoding="utf-8") as fh:
         out = [row["Question"].strip() for row in csv.DictReader(fh)]
-    table = app_for(home).store._open()  # type: ignore[attr-defined]
+    table = store._open()
     n = table.count_rows()
     step = max(n // extra, 1)
     picked = table.take_offsets(list(range(0, n, step))[:extra]).select(["text"]).to_list()
@@ -177,15 +174,15 @@ def pct(values: list[float], q: int) -> float:
 
 def measure(work: Path, qa_csv: Path, extra: int) -> None:
     results = load_results(work)
-    finished_all = any(r.get("finished") for r in results["ingest"].get("all", {}).get("runs", []))
+    finished_all = bool(results["ingest"].get("all", {}).get("runs"))
     for name in ("1k", "10k", "all"):
         home = work / (f"home-{name}" if name != "all" else "home")
         if not home.exists() or (name == "all" and not finished_all):
             print(f"[{name}] not ingested yet: skipped", file=sys.stderr)
             continue
-        app = Ragline(Settings(home=home, chat_model="extractive", cache=False, query_cache_size=0, ann_min_rows=0))
+        app = app_for(home, query_cache_size=0, ann_min_rows=0)
         store = app.store
-        qs = questions(qa_csv, home, extra)
+        qs = questions(qa_csv, store, extra)
         figures: dict[str, object] = {"pages": results["ingest"].get(name, {}).get("pages"),
                                       "chunks": store.count(), "questions": len(qs)}
         store.drop_vector_index()  # type: ignore[attr-defined]

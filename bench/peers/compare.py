@@ -67,11 +67,16 @@ def env_for(base_url: str) -> dict[str, str]:
     return env
 
 
+def peer(command: str, db: Path, *args: str) -> list[str]:
+    """A ``rag.py`` command line in the LangChain peer's venv."""
+    return [str(LANGCHAIN / ".venv" / "bin" / "python"), str(LANGCHAIN / "rag.py"), command, "--db", str(db),
+            "--tokenizer", str(TOKENIZER), *args]
+
+
 def commands(name: str, home: Path, base_url: str, question: str) -> list[str]:
     if name == "ragline":
         return [str(ROOT / ".venv" / "bin" / "ragline"), "--home", str(home), "ask", question]
-    return [str(LANGCHAIN / ".venv" / "bin" / "python"), str(LANGCHAIN / "rag.py"), "ask", "--db",
-            str(home / "index"), "--tokenizer", str(TOKENIZER), "--base-url", base_url, question]
+    return peer("ask", home / "index", "--base-url", base_url, question)
 
 
 def first_byte(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
@@ -132,9 +137,7 @@ def warm(home: Path, base_url: str, questions_file: Path, reps: int) -> dict:
     cmd = {
         "ragline": [str(ROOT / ".venv" / "bin" / "python"), __file__, "_warm", "--home", str(home),
                     "--questions", str(questions_file)],
-        "langchain": [str(LANGCHAIN / ".venv" / "bin" / "python"), str(LANGCHAIN / "rag.py"), "warm", "--db",
-                      str(home / "index"), "--tokenizer", str(TOKENIZER), "--base-url", base_url,
-                      "--questions", str(questions_file)],
+        "langchain": peer("warm", home / "index", "--base-url", base_url, "--questions", str(questions_file)),
     }
     per_query: dict[str, list[float]] = {n: [] for n in NAMES}
     for rep in range(reps):
@@ -150,15 +153,14 @@ def warm(home: Path, base_url: str, questions_file: Path, reps: int) -> dict:
 def ingest(slice_path: Path, reps: int) -> dict:
     results: dict[str, list[dict]] = {n: [] for n in NAMES}
     pages = sum(1 for _ in slice_path.open(encoding="utf-8"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")} | {"RAGLINE_CONFIG": os.devnull}
+    env = env_for("http://127.0.0.1:1/v1")  # ingestion never calls the model
     for rep in range(reps):
         for name in NAMES if rep % 2 == 0 else NAMES[::-1]:
             with tempfile.TemporaryDirectory() as tmp:
                 if name == "ragline":
                     cmd = [str(ROOT / ".venv" / "bin" / "ragline"), "--home", tmp, "ingest", str(slice_path)]
                 else:
-                    cmd = [str(LANGCHAIN / ".venv" / "bin" / "python"), str(LANGCHAIN / "rag.py"), "ingest",
-                           "--db", tmp, "--tokenizer", str(TOKENIZER), "--corpus", str(slice_path)]
+                    cmd = peer("ingest", Path(tmp), "--corpus", str(slice_path))
                 started = time.perf_counter()
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
                 seconds = time.perf_counter() - started
@@ -279,8 +281,7 @@ def main() -> None:
     server, base_url = start()
     try:
         results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                   "settings": vars(args) | {"work": str(work), "out": str(args.out)}}
-        results["settings"] = {k: str(v) for k, v in results["settings"].items()}
+                   "settings": {k: str(v) for k, v in vars(args).items()}}
         results["cold"] = cold(home, base_url, questions, args.reps)
         results["warm"] = warm(home, base_url, questions_file, args.warm_reps)
         results["imports"] = import_profile(home, base_url, questions[0])

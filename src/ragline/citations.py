@@ -11,7 +11,8 @@ from .types import Citation, Source
 MARKER = re.compile(r"\[(\d+(?:\s*[,;\-–]\s*\d+)*)\]")
 
 
-def _numbers(group: str) -> list[int]:
+def marker_numbers(group: str) -> list[int]:
+    """The source numbers in one marker's brackets: ``1, 2``, ``1-3``."""
     parts = [p for p in re.split(r"\s*[,;]\s*", group) if p]
     numbers: list[int] = []
     for part in parts:
@@ -32,7 +33,7 @@ def check_citations(text: str, sources: Sequence[Source]) -> tuple[str, list[Cit
     out: list[str] = []
     last = 0
     for match in MARKER.finditer(text):
-        numbers = _numbers(match.group(1))
+        numbers = marker_numbers(match.group(1))
         good = [n for n in numbers if n in by_number]
         invalid += len(numbers) - len(good)
         out.append(text[last : match.start()])

@@ -451,7 +451,7 @@ def eval_qa(ctx: click.Context, qa_csv: Path, corpus: tuple[str, ...], max_docs:
             max_tokens: int, k: int, mode: str, limit: int | None, out: Path) -> None:
     """Answer quality: hit@k and MRR of the gold document, citations, token-F1, ROUGE-L, "I don't know", latency."""
     from . import qa_eval
-    from .ingest import expand_paths, source_items
+    from .ingest import count_items, expand_paths, source_items
     from .qa_report import render
 
     with _errors():
@@ -460,9 +460,13 @@ def eval_qa(ctx: click.Context, qa_csv: Path, corpus: tuple[str, ...], max_docs:
         home = ctx.obj.get("home") or Path(".ragline-eval") / f"{qa_csv.parent.name}-{max_docs or 'all'}"
         app = _app(ctx, home=home, chat_model=model)
         limit_bytes = app.settings.max_file_bytes
-        chosen = qa_eval.select_documents([i.doc_id for i in source_items(files, limit_bytes)], items, max_docs)
-        report = _run_ingest(app, (i for i in source_items(files, limit_bytes) if i.doc_id in chosen),
-                             lambda: len(chosen))
+        documents = source_items(files, limit_bytes)
+        if max_docs is None:  # every document: one pass over the corpus
+            report = _run_ingest(app, documents, lambda: count_items(files))
+        else:  # a first pass for the ids, then only the chosen ones are read again
+            chosen = qa_eval.select_documents([i.doc_id for i in documents], items, max_docs)
+            report = _run_ingest(app, (i for i in source_items(files, limit_bytes) if i.doc_id in chosen),
+                                 lambda: len(chosen))
         click.echo(report.summary(), err=True)
         for doc_id, reason in report.failed:
             click.echo(f"failed: {doc_id}: {reason}", err=True)
@@ -473,7 +477,7 @@ def eval_qa(ctx: click.Context, qa_csv: Path, corpus: tuple[str, ...], max_docs:
                        f"{result.timings_ms.get('total', 0):.0f} ms: {result.question[:70]}", err=True)
 
         results = qa_eval.run(app.engine, items, k=k, mode=mode, max_tokens=max_tokens, progress=show)
-        settings = {"qa": str(qa_csv), "corpus": ", ".join(corpus), "documents": len(chosen),
+        settings = {"qa": str(qa_csv), "corpus": ", ".join(corpus), "documents": report.documents,
                     "chunks": app.store.count(), "model": app.generator.name, "max_tokens": max_tokens, "k": k,
                     "mode": mode, "embedder": app.embedder.name}
         qa_report = qa_eval.QAReport(settings, qa_eval.aggregate(results), results)

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .citations import MARKER
+from .citations import MARKER, marker_numbers
 from .engine import Engine, Query
 from .errors import InputError
-from .types import Answer, Source
+from .types import Answer, Done, Source, Token
 
 KS = (1, 5, 10)
 SUPPORT_SHARE = 0.6
@@ -202,14 +202,12 @@ class CitationCheck:
 
 def check_answer_citations(raw_text: str, sources: Sequence[Source]) -> CitationCheck:
     """Check the model's own markers (before ragline removed the invalid ones) against the sources."""
-    from .citations import _numbers
-
     by_number = {s.number: s for s in sources}
     check = CitationCheck()
     # "Text. [1] Next" cites the sentence before the marker: move such markers before the full stop.
     text = re.sub(r"([.!?])((?:\s*" + MARKER.pattern + r")+)", lambda m: m.group(2) + m.group(1), raw_text)
     for sentence in _SENTENCE.split(text):
-        numbers = [n for m in MARKER.finditer(sentence) for n in _numbers(m.group(1))]
+        numbers = [n for m in MARKER.finditer(sentence) for n in marker_numbers(m.group(1))]
         if not numbers:
             continue
         good = [by_number[n] for n in dict.fromkeys(numbers) if n in by_number]
@@ -260,8 +258,6 @@ def evaluate_question(engine: Engine, item: QAItem, *, k: int, mode: str, max_to
     raw: list[str] = []
     answer: Answer | None = None
     error = ""
-    from .types import Done, Token
-
     try:
         for event in engine.stream(Query(item.question, filters or {}, k, mode, max_tokens=max_tokens,
                                          use_cache=False)):

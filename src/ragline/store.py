@@ -238,12 +238,12 @@ class LanceStore:
             else:
                 self._create_fts(table)
             self._fts_ready = True
-            if self.ann_min_rows and not self._has_vector_index(table) and table.count_rows() >= self.ann_min_rows:
+            if self.ann_min_rows and not self._vector_indexes(table) and table.count_rows() >= self.ann_min_rows:
                 self._create_vector_index(table)
 
     @staticmethod
-    def _has_vector_index(table: Any) -> bool:
-        return any(getattr(ix, "columns", None) == ["vector"] for ix in table.list_indices())
+    def _vector_indexes(table: Any) -> list[Any]:
+        return [ix for ix in table.list_indices() if getattr(ix, "columns", None) == ["vector"]]
 
     @staticmethod
     def _create_vector_index(table: Any) -> None:
@@ -268,9 +268,8 @@ class LanceStore:
         """Remove the ANN vector index: searches scan every vector again."""
         with self._lock:
             table = self._open()
-            for ix in table.list_indices() if table is not None else []:
-                if getattr(ix, "columns", None) == ["vector"]:
-                    table.drop_index(ix.name)
+            for ix in self._vector_indexes(table) if table is not None else []:
+                table.drop_index(ix.name)
 
     @property
     def version(self) -> int:
