@@ -18,9 +18,10 @@ LEX = (
 )
 
 
-def run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(home: Path, *args: str, check: bool = True, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")}
     env["RAGLINE_CONFIG"] = str(home / "absent.toml")
+    env.update(settings)
     proc = subprocess.run(
         [sys.executable, "-m", "ragline.cli", "--home", str(home), *args],
         capture_output=True, text=True, env=env, timeout=300, check=False,
@@ -38,6 +39,18 @@ def kb(tmp_path: Path) -> Path:
     result = run(home, "ingest", str(tmp_path / "kb"), "--tag", "team=docs")
     assert "2 documents: 2 added, 0 updated, 0 unchanged, 0 failed" in result.stdout
     return home
+
+
+def test_ingest_logs_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    for n in range(3):
+        write(tmp_path / "kb", f"page{n}.md", f"# Page {n}\n\nPage {n} says the launch moved to March.\n")
+    quiet = run(tmp_path / "quiet", "ingest", str(tmp_path / "kb"))
+    assert "ingesting:" not in quiet.stderr  # a short run, under the default 10 s: no noise
+    chatty = run(tmp_path / "home", "ingest", str(tmp_path / "kb"), RAGLINE_PROGRESS_SECONDS="0")
+    lines = [line for line in chatty.stderr.splitlines() if line.startswith("ingesting: ")]
+    assert [line.split(",")[0] for line in lines] == [f"ingesting: {n} documents" for n in (1, 2, 3)]
+    assert lines[-1].split(", ")[1] == "3 chunks"
+    assert "3 documents: 3 added" in chatty.stdout
 
 
 def test_ask_streams_then_lists_sources(kb: Path) -> None:

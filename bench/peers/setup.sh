@@ -3,7 +3,7 @@
 # bytecode compiled at install as ragline's own environment is (`make dev`), so cold starts compare fairly.
 set -euo pipefail
 cd "$(dirname "$0")"
-for peer in langchain; do
+for peer in langchain llamaindex; do
   if [ ! -x "$peer/.venv/bin/python" ]; then
     uv venv -q -p 3.11 "$peer/.venv"
   fi

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,9 +57,24 @@ def _errors() -> Iterator[None]:
 
 
 def _run_ingest(app: Any, items: Any, total: Any, tags: tuple[str, ...] = ()) -> Any:
-    """Run the ingestor, with a progress bar on a terminal (``total`` is called only then)."""
+    """Run the ingestor, with a progress bar on a terminal (``total`` is called only then).
+
+    Elsewhere (a log file, CI) a plain line every ``RAGLINE_PROGRESS_SECONDS`` seconds (10; 0 for every
+    document) tells how far a long run is, so a log never sits silent for an hour.
+    """
     if not sys.stderr.isatty():
-        return app.ingestor.run(items, tags=tags)
+        every = float(os.environ.get("RAGLINE_PROGRESS_SECONDS") or 10)
+        started = last = time.monotonic()
+
+        def log(done: int, chunks: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= every:
+                last = now
+                click.echo(f"ingesting: {done} documents, {chunks} chunks, "
+                           f"{chunks / max(now - started, 1e-9):.0f} chunks/s", err=True)
+
+        return app.ingestor.run(items, tags=tags, progress=log)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
