@@ -1,4 +1,5 @@
-"""The lean ``import lancedb``: the REST namespace client loads when used, not when a local table opens."""
+"""Lean imports on the query path: the REST namespace client of lancedb loads when used, not when a local table
+opens; httpx comes without its command-line client (rich, pygments)."""
 
 from __future__ import annotations
 
@@ -22,4 +23,22 @@ print("ok")
 def test_the_namespace_client_loads_on_first_use(tmp_path: object) -> None:
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True,
                           timeout=120, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+HTTPX_SCRIPT = """
+import sys
+import ragline.chat.openai
+assert "httpx" in sys.modules and "httpx._main" not in sys.modules and "rich" not in sys.modules, "CLI loaded"
+import httpx
+assert httpx.Client and httpx.stream
+import httpx._main  # still importable on purpose
+assert callable(httpx._main.main)
+print("ok")
+"""
+
+
+def test_httpx_comes_without_its_command_line_client() -> None:
+    proc = subprocess.run([sys.executable, "-c", HTTPX_SCRIPT], capture_output=True, text=True, timeout=120,
+                          check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import httpx
-
 from ..errors import ConfigError, ModelError, ModelUnavailableError
 from ..types import Deadline, Message, ModelEvent, Token, Usage, UsageEvent
+
+
+def _import_httpx_without_its_cli() -> None:
+    """``import httpx`` without ``httpx._main``, its command-line client.
+
+    httpx's ``__init__`` imports ``_main`` whenever rich, click and pygments are installed (ragline's ``ingest``
+    extra brings rich), which costs 70-200 ms of a cold query for a CLI ragline never runs. With ``_main``
+    marked absent during the import, httpx binds its own fallback ``main``; afterwards the mark is removed, so
+    an explicit ``import httpx._main`` still works.
+    """
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    sys.modules["httpx._main"] = None  # type: ignore[assignment]  # a None entry makes the import fail fast
+    try:
+        import httpx  # noqa: F401
+    finally:
+        del sys.modules["httpx._main"]
+
+
+_import_httpx_without_its_cli()
+import httpx  # noqa: E402
 
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
