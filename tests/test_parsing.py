@@ -107,6 +107,26 @@ def test_encrypted_pdf() -> None:
         parse(buf.getvalue(), "locked.pdf")
 
 
+def test_pdf_with_an_array_above_pypdfs_default_limit_is_read() -> None:
+    """Real 10-Q filings carry text arrays of 150,000+ elements; pypdf's default guard stops at 100,000."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    page = writer.add_blank_page(612, 792)
+    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+                             NameObject("/BaseFont"): NameObject("/Helvetica")})
+    fonts = DictionaryObject({NameObject("/F1"): writer._add_object(font)})
+    page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
+    stream = DecodedStreamObject()
+    stream.set_data(b"BT /F1 12 Tf 72 720 Td [(Revenue grew 8 percent) " + b"0 ( ) " * 60_000 + b"] TJ ET")
+    page[NameObject("/Contents")] = writer._add_object(stream)
+    buf = io.BytesIO()
+    writer.write(buf)
+    doc = parse(buf.getvalue(), "10q.pdf")
+    assert doc.sections[0].text.startswith("Revenue grew 8 percent") and doc.sections[0].page == 1
+
+
 def test_scanned_pdf_without_text_layer() -> None:
     with pytest.raises(ParseError, match="no text layer"):
         parse(*load("pdf/non_text_searchable.pdf"))
