@@ -90,6 +90,17 @@ def test_docx_headings_and_xlsx_rows(tmp_path) -> None:
 
 
 # Bad input: each gets a ParseError whose message names the file and says what is wrong.
+def test_pdfs_parse_the_same_from_many_threads() -> None:
+    """pdfium is not thread-safe; the service parses uploads in worker threads, so ragline serialises it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data, name = load("pdf/sample_pdf_1.pdf")
+    expected = parse(data, name)
+    with ThreadPoolExecutor(4) as pool:
+        docs = list(pool.map(lambda _: parse(data, name), range(8)))
+    assert all(doc == expected for doc in docs)
+
+
 def test_corrupt_pdf() -> None:
     with pytest.raises(ParseError, match=r"broken\.pdf: corrupt or unreadable PDF"):
         parse(b"%PDF-1.4\n this is not really a pdf \x00\x01", "broken.pdf")
@@ -107,8 +118,8 @@ def test_encrypted_pdf() -> None:
         parse(buf.getvalue(), "locked.pdf")
 
 
-def test_pdf_with_an_array_above_pypdfs_default_limit_is_read() -> None:
-    """Real 10-Q filings carry text arrays of 150,000+ elements; pypdf's default guard stops at 100,000."""
+def test_pdf_with_a_huge_text_array_is_read() -> None:
+    """Real 10-Q filings carry text arrays of 150,000+ elements (pypdf's default guard refused them at 100,000)."""
     from pypdf import PdfWriter
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
