@@ -24,6 +24,7 @@ A benchmark, not a test: the machine should otherwise be idle.
 from __future__ import annotations
 
 import argparse
+import compileall
 import csv
 import gzip
 import hashlib
@@ -332,6 +333,9 @@ def main() -> None:
             sys.exit(f"unknown peer {name!r}: choose from {', '.join(PEER_LABELS)}")
         if not (PEERS / name / ".venv" / "bin" / "python").exists():
             sys.exit(f"the {PEER_LABELS[name]} peer has no environment yet: run bash bench/peers/setup.sh")
+    # ragline runs from its source tree (an editable install): compile it as the peers' packages are, since a
+    # machine with PYTHONDONTWRITEBYTECODE set would otherwise recompile every changed module on each cold start
+    compileall.compile_dir(ROOT / "src", quiet=1)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     home = args.home or work / f"home-{args.pages}"
