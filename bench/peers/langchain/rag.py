@@ -50,7 +50,7 @@ class LanceHybridRetriever(BaseRetriever):
     embeddings: Any
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        rows = hybrid_rows(self.table, self.embeddings.embed_query(query), query)
+        rows = hybrid_rows(self.table, self.embeddings.embed_query, query)
         return [Document(page_content=r["text"], metadata={"doc_id": r["doc_id"], "title": r["title"]}) for r in rows]
 
 

@@ -64,7 +64,7 @@ class LanceHybridRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         query = query_bundle.query_str
-        rows = hybrid_rows(self.table, self.embed_model.get_query_embedding(query), query)
+        rows = hybrid_rows(self.table, self.embed_model.get_query_embedding, query)
         # each source is its title and text, numbered by the citation engine ("Source 1:"), as ragline's "[1] title"
         return [
             NodeWithScore(
