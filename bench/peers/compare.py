@@ -96,9 +96,14 @@ def rotation(rep: int) -> list[str]:
     return NAMES[shift:] + NAMES[:shift]
 
 
+def ragline_cmd(home: Path | str, *args: str) -> list[str]:
+    """A ``ragline`` command line in the project's venv."""
+    return [str(ROOT / ".venv" / "bin" / "ragline"), "--home", str(home), *args]
+
+
 def commands(name: str, home: Path, base_url: str, question: str) -> list[str]:
     if name == "ragline":
-        return [str(ROOT / ".venv" / "bin" / "ragline"), "--home", str(home), "ask", question]
+        return ragline_cmd(home, "ask", question)
     return peer(name, "ask", home / "index", "--base-url", base_url, question)
 
 
@@ -141,23 +146,22 @@ def cold(home: Path, base_url: str, questions: list[str], reps: int, prompts: di
 
 
 def ragline_warm(home: Path, questions_file: Path) -> None:
-    """Run inside ragline's venv: the warm loop of ``rag.py warm``, through ragline's Python API."""
+    """Run inside ragline's venv: ``common.warm_loop``, as the peers run it, through ragline's Python API."""
+    from common import warm_loop
+
     from ragline.compose import Ragline
     from ragline.engine import Query
     from ragline.settings import Settings
 
     app = Ragline(Settings(home=home))
-    questions = [q for q in questions_file.read_text(encoding="utf-8").splitlines() if q.strip()]
-    for q in ["warm up one", "warm up two", "warm up three"]:
-        app.engine.ask(Query(q, use_cache=False))
-    times, retrieval = [], []
-    for q in questions:
-        start = time.perf_counter()
-        answer = app.engine.ask(Query(q, use_cache=False))
-        times.append((time.perf_counter() - start) * 1000)
+    retrieval: list[float] = []
+
+    def rag(question: str) -> list[str]:
+        answer = app.engine.ask(Query(question, use_cache=False))
         retrieval.append(answer.timings["retrieve"] * 1000)
-        assert answer.text, "empty answer"
-    print(json.dumps({"ms": times, "retrieve_ms": retrieval}))
+        return [answer.text]
+
+    print(json.dumps(warm_loop(rag, questions_file, lambda: retrieval[-1])))
 
 
 def warm(home: Path, base_url: str, questions_file: Path, reps: int) -> dict:
@@ -204,7 +208,7 @@ def ingest(slice_path: Path, reps: int) -> dict:
         for name in rotation(rep):
             with tempfile.TemporaryDirectory() as tmp:
                 if name == "ragline":
-                    cmd = [str(ROOT / ".venv" / "bin" / "ragline"), "--home", tmp, "ingest", str(slice_path)]
+                    cmd = ragline_cmd(tmp, "ingest", str(slice_path))
                 else:
                     cmd = peer(name, "ingest", Path(tmp), "--corpus", str(slice_path))
                 started = time.perf_counter()
@@ -350,7 +354,7 @@ def main() -> None:
     if not (home / "index").exists():
         data = slice_corpus(args.corpus, args.pages, work / f"slice-{args.pages}.jsonl")
         subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "ragline"), "--home", str(home), "ingest", str(data)],
+            ragline_cmd(home, "ingest", str(data)),
             check=True,
             env=env_for("http://127.0.0.1:1/v1"),
         )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -59,11 +58,11 @@ def _errors() -> Iterator[None]:
 def _run_ingest(app: Any, items: Any, total: Any, tags: tuple[str, ...] = ()) -> Any:
     """Run the ingestor, with a progress bar on a terminal (``total`` is called only then).
 
-    Elsewhere (a log file, CI) a plain line every ``RAGLINE_PROGRESS_SECONDS`` seconds (10; 0 for every
-    document) tells how far a long run is, so a log never sits silent for an hour.
+    Elsewhere (a log file, CI) a plain line every ``progress_seconds`` (``RAGLINE_PROGRESS_SECONDS``) tells
+    how far a long run is, so a log never sits silent for an hour.
     """
     if not sys.stderr.isatty():
-        every = float(os.environ.get("RAGLINE_PROGRESS_SECONDS") or 10)
+        every = app.settings.progress_seconds
         started = last = time.monotonic()
 
         def log(done: int, chunks: int) -> None:

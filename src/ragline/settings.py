@@ -47,6 +47,9 @@ class Settings(BaseSettings):
 
     chunk_tokens: int = Field(200, ge=16, le=512, description="chunk size in embedding-model tokens")
     chunk_overlap: int = Field(32, ge=0, le=256, description="overlap between chunks, in tokens")
+    progress_seconds: float = Field(
+        10.0, ge=0, description="ingest without a terminal: one progress line this often (0: every document)"
+    )
 
     retrieval: RetrievalMode = "hybrid"
     k: int = Field(5, ge=1, le=100, description="sources retrieved for an answer")
