@@ -3,6 +3,7 @@
     uv run python bench/scale.py ingest  [--corpus ../shared/data/aws-docs/corpus.jsonl.gz] [--work DIR]
     uv run python bench/scale.py measure [--queries 100] [--work DIR]
     uv run python bench/scale.py plot    [--work DIR] [--out docs/scale-latency.png]
+    uv run python bench/scale.py depth   [--work DIR] [--depths 5,10,20,50,100]
 
 ``ingest`` adds the pages in a fixed pseudo-random order (by a hash of their id, so every slice spans all the
 guides) and stops at 1,000 pages, 10,000 pages and all of them. At each stop it snapshots the home folder, so
@@ -13,7 +14,9 @@ run's own figures (pages, chunks, seconds, peak RSS) are appended to ``WORK/scal
 ``measure`` builds the BM25 index and an ANN index (IVF-HNSW-SQ) on each snapshot, then times hybrid retrieval
 (k=5, the query path without the model) with exact vector search and with the ANN index: p50 and p95 over the
 questions of ``qa.csv`` and chunk-derived questions. At the full size it also reports the recall@10 of the ANN
-search against exact search. ``plot`` draws latency against corpus size.
+search against exact search. ``plot`` draws latency against corpus size. ``depth`` asks whether hybrid fusion's
+depth pays at the full size: for each ``fusion_depth`` (chunks taken from each ranking before fusion), the hit@1,
+hit@5 and MRR@5 of the gold documents of ``qa.csv`` among the 5 sources an answer gets, and the latency.
 
 A benchmark, not a test: the figures depend on the machine, which should otherwise be idle.
 """
@@ -203,6 +206,37 @@ def measure(work: Path, qa_csv: Path, extra: int) -> None:
         save_results(work, results)
 
 
+def depth(work: Path, qa_csv: Path, depths: list[int]) -> None:
+    from ragline.qa_eval import gold_rank, load_qa
+
+    items = load_qa(qa_csv)
+    app = app_for(work / "home", query_cache_size=0)
+    engine = app.engine
+    for item in items[:5]:  # warm: model, table handles, index caches
+        engine.retrieve(item.question, k=5, mode="hybrid")
+    figures: dict[str, object] = {"chunks": app.store.count(), "questions": len(items)}
+    for d in depths:
+        engine.fusion_depth = d
+        ranks: list[int | None] = []
+        times = []
+        for item in items:
+            start = time.perf_counter()
+            hits = engine.retrieve(item.question, k=5, mode="hybrid")
+            times.append((time.perf_counter() - start) * 1000)
+            ranks.append(gold_rank(list(dict.fromkeys(h.chunk.doc_id for h in hits)), item.gold))
+        row = {
+            "hit@1": round(sum(r == 1 for r in ranks) / len(ranks), 3),
+            "hit@5": round(sum(r is not None for r in ranks) / len(ranks), 3),
+            "mrr@5": round(sum(1 / r for r in ranks if r) / len(ranks), 3),
+            "p50_ms": pct(times, 50), "p95_ms": pct(times, 95),
+        }
+        figures[str(d)] = row
+        print(f"[depth {d}] {json.dumps(row)}", file=sys.stderr, flush=True)
+    results = load_results(work)
+    results["depth"] = figures
+    save_results(work, results)
+
+
 def plot(work: Path, out: Path) -> None:
     import matplotlib
 
@@ -230,17 +264,20 @@ def plot(work: Path, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["ingest", "measure", "plot"])
+    parser.add_argument("command", choices=["ingest", "measure", "plot", "depth"])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--qa", type=Path, default=DEFAULT_CORPUS.with_name("qa.csv"))
     parser.add_argument("--queries", type=int, default=100, help="chunk-derived questions added to qa.csv's")
+    parser.add_argument("--depths", default="5,10,20,50,100", help="fusion depths compared by `depth`")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "scale-latency.png")
     args = parser.parse_args()
     if args.command == "ingest":
         ingest(args.corpus, args.work)
     elif args.command == "measure":
         measure(args.work, args.qa, args.queries)
+    elif args.command == "depth":
+        depth(args.work, args.qa, [int(d) for d in args.depths.split(",")])
     else:
         plot(args.work, args.out)
 

@@ -94,3 +94,29 @@ def test_reciprocal_rank_fusion() -> None:
     assert [h.chunk.id for h in fused] == ["b", "a", "c"]
     assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
     assert fused[0].found_by == ("vector", "bm25")
+
+
+def test_hybrid_takes_fusion_depth_chunks_from_each_ranking(app, make_store_app, monkeypatch) -> None:
+    shallow = make_store_app(fusion_depth=3)
+    shallow.__dict__["store"] = app.store
+    asked: list[tuple[str, int]] = []
+    for name in ("search_vector", "search_text"):
+        search = getattr(app.store, name)
+
+        def recording(query, limit, filters, search=search, name=name):
+            asked.append((name, limit))
+            return search(query, limit, filters)
+
+        monkeypatch.setattr(app.store, name, recording)
+    # The identifier is first in BM25 and absent from the vector list: three from each ranking still find it.
+    assert names(shallow.engine.retrieve("QZX-7741", k=1, mode="hybrid")) == ["errors.md"]
+    assert sorted(asked) == [("search_text", 3), ("search_vector", 3)]
+    asked.clear()
+    assert len(shallow.engine.retrieve("upstream gateway errors", k=6, mode="hybrid")) == 6  # never fewer than k
+    assert sorted(asked) == [("search_text", 6), ("search_vector", 6)]
+    asked.clear()
+    shallow.engine.retrieve("cats", k=2, mode="vector")  # one ranking, nothing to fuse: k is enough
+    assert asked == [("search_vector", 2)]
+    asked.clear()
+    app.engine.retrieve("cats", k=2, mode="hybrid")  # the default: 50 from each
+    assert sorted(asked) == [("search_text", 50), ("search_vector", 50)]

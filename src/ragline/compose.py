@@ -124,7 +124,8 @@ class Ragline:
         return Engine(
             store=self.store, embedder=self.embedder, generator=self.generator, tenant=self.settings.tenant,
             query_cache_size=self.settings.query_cache_size, max_question_chars=self.settings.max_question_chars,
-            rrf_k=self.settings.rrf_k, cache=self.cache, cache_conversations=self.settings.cache_conversations,
+            rrf_k=self.settings.rrf_k, fusion_depth=self.settings.fusion_depth,
+            cache=self.cache, cache_conversations=self.settings.cache_conversations,
             retriever=self.retriever,
         )
 

@@ -119,6 +119,7 @@ class Engine:
         query_cache_size: int = 1024,
         max_question_chars: int = 4000,
         rrf_k: int = 60,
+        fusion_depth: int = 50,
         cache: AnswerCache | None = None,
         cache_conversations: bool = False,
         retriever: Retriever | None = None,
@@ -130,6 +131,7 @@ class Engine:
         self.queries = QueryEmbeddingCache(embedder, query_cache_size)
         self.max_question_chars = max_question_chars
         self.rrf_k = rrf_k
+        self.fusion_depth = fusion_depth
         self.cache = cache
         self.cache_conversations = cache_conversations
         self.retriever = retriever
@@ -157,7 +159,7 @@ class Engine:
         if self.retriever is not None:
             return self.retriever.retrieve(question, k=k, filters=filters or {}, tenant=self.tenant)
         scoped = {**(filters or {}), "tenant": self.tenant}
-        depth = max(k * 4, 50)
+        depth = max(k, self.fusion_depth) if mode == "hybrid" else k
         if mode == "hybrid" and getattr(self.store, "native_hybrid", False):
             return self.store.search_hybrid(question, self.queries.embed(question), k, scoped)  # type: ignore[attr-defined, no-any-return]
         rankings: dict[str, list[Hit]] = {}

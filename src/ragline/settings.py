@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     retrieval: RetrievalMode = "hybrid"
     k: int = Field(5, ge=1, le=100, description="sources retrieved for an answer")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
+    fusion_depth: int = Field(
+        50, ge=1, le=1000, description="hybrid: chunks taken from each of the vector and BM25 rankings (at least k)"
+    )
     ann_min_rows: int = Field(
         100_000, ge=0, description="LanceDB: build an ANN vector index (IVF-HNSW-SQ) at this many chunks; 0 never"
     )

@@ -140,6 +140,7 @@ class Service:
                 self._engines[key] = Engine(
                     store=base.store, embedder=base.embedder, generator=ExtractiveAnswerer(base.embedder),
                     tenant=base.tenant, max_question_chars=base.max_question_chars, rrf_k=base.rrf_k,
+                    fusion_depth=base.fusion_depth,
                     cache=base.cache, cache_conversations=base.cache_conversations,
                 )
         return self._engines[key]
