@@ -1,0 +1,51 @@
+"""Does hybrid fusion depth pay on SciFact? nDCG@10, recall@10 and MRR@10 of the 10 chunks an answer would get.
+
+    make eval-scifact                          # ingests SciFact into .ragline-eval/scifact once
+    uv run python bench/depth_scifact.py [--depths 10,20,50,100]
+
+``bench/scale.py depth`` asks the same question of the AWS documentation at full size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+from ragline.compose import Ragline
+from ragline.evaluation import load_queries, score_ranking
+from ragline.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--beir", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
+    parser.add_argument("--home", type=Path, default=ROOT / ".ragline-eval" / "scifact")
+    parser.add_argument("--depths", default="10,20,50,100")
+    args = parser.parse_args()
+    app = Ragline(Settings(home=args.home, chat_model="extractive", cache=False, query_cache_size=0))
+    queries, qrels = load_queries(args.beir, "test")
+    engine = app.engine
+    for text in list(queries.values())[:5]:  # warm: model, table handles, index caches
+        engine.retrieve(text, k=10)
+    print("| depth | nDCG@10 | recall@10 | MRR@10 | p50 ms |\n| ---: | ---: | ---: | ---: | ---: |")
+    for depth in (int(d) for d in args.depths.split(",")):
+        engine.fusion_depth = depth
+        totals: dict[str, float] = {}
+        times = []
+        for qid, text in queries.items():
+            start = time.perf_counter()
+            hits = engine.retrieve(text, k=10, mode="hybrid")
+            times.append((time.perf_counter() - start) * 1000)
+            for name, value in score_ranking(list(dict.fromkeys(h.chunk.doc_id for h in hits)), qrels[qid]).items():
+                totals[name] = totals.get(name, 0.0) + value
+        m = {name: total / len(queries) for name, total in totals.items()}
+        print(f"| {depth} | {m['ndcg@10']:.3f} | {m['recall@10']:.3f} | {m['mrr@10']:.3f} | "
+              f"{statistics.median(times):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
