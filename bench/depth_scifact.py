@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
-from ragline.compose import Ragline
+from scale import app_for, timed_hybrid
+
 from ragline.evaluation import load_queries, score_ranking
-from ragline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,21 +25,15 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=ROOT / ".ragline-eval" / "scifact")
     parser.add_argument("--depths", default="10,20,50,100")
     args = parser.parse_args()
-    app = Ragline(Settings(home=args.home, chat_model="extractive", cache=False, query_cache_size=0))
+    app = app_for(args.home, query_cache_size=0)
     queries, qrels = load_queries(args.beir, "test")
-    engine = app.engine
-    for text in list(queries.values())[:5]:  # warm: model, table handles, index caches
-        engine.retrieve(text, k=10)
     print("| depth | nDCG@10 | recall@10 | MRR@10 | p50 ms |\n| ---: | ---: | ---: | ---: | ---: |")
     for depth in (int(d) for d in args.depths.split(",")):
-        engine.fusion_depth = depth
+        app.engine.fusion_depth = depth
+        times, hits = timed_hybrid(app, list(queries.values()), k=10)
         totals: dict[str, float] = {}
-        times = []
-        for qid, text in queries.items():
-            start = time.perf_counter()
-            hits = engine.retrieve(text, k=10, mode="hybrid")
-            times.append((time.perf_counter() - start) * 1000)
-            for name, value in score_ranking(list(dict.fromkeys(h.chunk.doc_id for h in hits)), qrels[qid]).items():
+        for qid, found in zip(queries, hits, strict=True):
+            for name, value in score_ranking(list(dict.fromkeys(h.chunk.doc_id for h in found)), qrels[qid]).items():
                 totals[name] = totals.get(name, 0.0) + value
         m = {name: total / len(queries) for name, total in totals.items()}
         print(f"| {depth} | {m['ndcg@10']:.3f} | {m['recall@10']:.3f} | {m['mrr@10']:.3f} | "

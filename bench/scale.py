@@ -38,6 +38,7 @@ from typing import Any
 from ragline.compose import Ragline
 from ragline.ingest import source_items
 from ragline.settings import Settings
+from ragline.types import Hit
 
 STOPS = (1000, 10000, None)  # None: every page
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "aws-docs" / "corpus.jsonl.gz"
@@ -145,16 +146,16 @@ def questions(qa_csv: Path, store: Any, extra: int) -> list[str]:
     return out
 
 
-def time_queries(app: Ragline, qs: list[str]) -> list[float]:
-    """Milliseconds per hybrid retrieval (k=5): the query path without the model."""
+def timed_hybrid(app: Ragline, qs: list[str], k: int = 5) -> tuple[list[float], list[list[Hit]]]:
+    """Milliseconds per hybrid retrieval (the query path without the model), and each question's hits."""
     for q in qs[:5]:  # warm: model, table handles, index caches
-        app.engine.retrieve(q, k=5, mode="hybrid")
-    times = []
+        app.engine.retrieve(q, k=k, mode="hybrid")
+    times, hits = [], []
     for q in qs:
         start = time.perf_counter()
-        app.engine.retrieve(q, k=5, mode="hybrid")
+        hits.append(app.engine.retrieve(q, k=k, mode="hybrid"))
         times.append((time.perf_counter() - start) * 1000)
-    return times
+    return times, hits
 
 
 def recall_at_10(app: Ragline, qs: list[str]) -> float:
@@ -190,12 +191,12 @@ def measure(work: Path, qa_csv: Path, extra: int) -> None:
                                       "chunks": store.count(), "questions": len(qs)}
         store.drop_vector_index()  # type: ignore[attr-defined]
         store.exact = True  # type: ignore[attr-defined]
-        exact = time_queries(app, qs)
+        exact, _ = timed_hybrid(app, qs)
         started = time.perf_counter()
         store.build_vector_index()  # type: ignore[attr-defined]
         figures["ann_build_s"] = round(time.perf_counter() - started, 1)
         store.exact = False  # type: ignore[attr-defined]
-        ann = time_queries(app, qs)
+        ann, _ = timed_hybrid(app, qs)
         figures["exact_ms"] = {"p50": pct(exact, 50), "p95": pct(exact, 95)}
         figures["ann_ms"] = {"p50": pct(ann, 50), "p95": pct(ann, 95)}
         figures["ann_recall@10"] = recall_at_10(app, qs)
@@ -211,19 +212,12 @@ def depth(work: Path, qa_csv: Path, depths: list[int]) -> None:
 
     items = load_qa(qa_csv)
     app = app_for(work / "home", query_cache_size=0)
-    engine = app.engine
-    for item in items[:5]:  # warm: model, table handles, index caches
-        engine.retrieve(item.question, k=5, mode="hybrid")
     figures: dict[str, object] = {"chunks": app.store.count(), "questions": len(items)}
     for d in depths:
-        engine.fusion_depth = d
-        ranks: list[int | None] = []
-        times = []
-        for item in items:
-            start = time.perf_counter()
-            hits = engine.retrieve(item.question, k=5, mode="hybrid")
-            times.append((time.perf_counter() - start) * 1000)
-            ranks.append(gold_rank(list(dict.fromkeys(h.chunk.doc_id for h in hits)), item.gold))
+        app.engine.fusion_depth = d
+        times, hits = timed_hybrid(app, [item.question for item in items])
+        ranks = [gold_rank(list(dict.fromkeys(h.chunk.doc_id for h in found)), item.gold)
+                 for item, found in zip(items, hits, strict=True)]
         row = {
             "hit@1": round(sum(r == 1 for r in ranks) / len(ranks), 3),
             "hit@5": round(sum(r is not None for r in ranks) / len(ranks), 3),
