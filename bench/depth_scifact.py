@@ -14,7 +14,7 @@ from pathlib import Path
 
 from scale import app_for, timed_hybrid
 
-from ragline.evaluation import load_queries, score_ranking
+from ragline.eval.beir import load_queries, score_ranking
 
 ROOT = Path(__file__).resolve().parents[1]
 

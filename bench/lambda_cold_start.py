@@ -1,8 +1,8 @@
 """Cold start of the Lambda entry points, measured locally (no AWS): median of several fresh processes.
 
-* http: spawn ``python -m ragline.aws.http`` (what the Lambda Web Adapter starts) until ``/healthz`` answers,
+* http: spawn ``python -m ragline.interfaces.aws.http`` (what the Lambda Web Adapter starts) until ``/healthz`` answers,
   with the HTTP function's settings from deploy/template.yaml (DynamoDB registry, uploads to S3).
-* handlers: ``import ragline.aws.handlers`` (what the WebSocket and ingestion functions load at init).
+* handlers: ``import ragline.interfaces.aws.handlers`` (what the WebSocket and ingestion functions load at init).
 * query path: the imports a first question adds (lancedb, pyarrow, boto3), paid on the first invocation.
 
 Usage: uv run python bench/lambda_cold_start.py [--runs 5]
@@ -37,7 +37,7 @@ def http_cold_start() -> float:
     port = free_port()
     env = {**os.environ, **ENV, "PORT": str(port)}
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "ragline.aws.http"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "ragline.interfaces.aws.http"], env=env)
     try:
         while True:
             try:
@@ -64,9 +64,9 @@ def main() -> None:
     runs = parser.parse_args().runs
     rows = {
         "http: spawn → /healthz": [http_cold_start() for _ in range(runs)],
-        "handlers: python + import": [import_time("import ragline.aws.handlers") for _ in range(runs)],
+        "handlers: python + import": [import_time("import ragline.interfaces.aws.handlers") for _ in range(runs)],
         "first question's imports": [
-            import_time("import ragline.aws.handlers, lancedb, pyarrow, boto3") for _ in range(runs)],
+            import_time("import ragline.interfaces.aws.handlers, lancedb, pyarrow, boto3") for _ in range(runs)],
         "python alone": [import_time("pass") for _ in range(runs)],
     }
     for name, values in rows.items():

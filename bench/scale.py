@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ragline.compose import Ragline
-from ragline.ingest import source_items
+from ragline.ingest.pipeline import source_items
 from ragline.settings import Settings
 from ragline.types import Hit
 
@@ -208,7 +208,7 @@ def measure(work: Path, qa_csv: Path, extra: int) -> None:
 
 
 def depth(work: Path, qa_csv: Path, depths: list[int]) -> None:
-    from ragline.qa_eval import gold_rank, load_qa
+    from ragline.eval.qa import gold_rank, load_qa
 
     items = load_qa(qa_csv)
     app = app_for(work / "home", query_cache_size=0)

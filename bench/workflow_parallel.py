@@ -17,10 +17,10 @@ import statistics
 import time
 from pathlib import Path
 
-from ragline.chat import workflow_models
+from ragline.providers.chat import workflow_models
 from ragline.settings import Settings
-from ragline.testing import EchoChatModel, FaultyOpenAIServer
-from ragline.workflow import load_workflow, run_workflow
+from ragline.testing.fakes import EchoChatModel, FaultyOpenAIServer
+from ragline.workflows.run import load_workflow, run_workflow
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "workflows" / "car-advert.yaml"
 CAR = {"vehicle": "2023 Toyota RAV4 Hybrid, 41 mpg, 7 airbags, 219 hp, AWD, 5 seats"}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ragline.compose import Ragline
-from ragline.embedding import MiniLMEmbedder
+from ragline.providers.local.minilm import MiniLMEmbedder
 from ragline.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -51,7 +51,7 @@ def make_store_app(
     (the loopback fake, SigV4-signed); and a real OpenSearch when ``OPENSEARCH_URL`` names one."""
     import uuid
 
-    from ragline.testing_opensearch import FakeOpenSearch
+    from ragline.testing.opensearch import FakeOpenSearch
 
     kind = request.param
     if kind == "lancedb":

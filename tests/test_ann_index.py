@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragline.store import LanceStore
+from ragline.providers.local.lancedb import LanceStore
 from ragline.types import Chunk
 
 

@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from ragline.errors import AuthError
-from ragline.registry import SQLiteRegistry
-from ragline.service.auth import Authenticator
+from ragline.interfaces.auth import Authenticator
+from ragline.providers.local.sqlite import SQLiteRegistry
 from ragline.settings import Settings
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_TEST"

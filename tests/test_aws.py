@@ -15,11 +15,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from ragline.aws import handlers
-from ragline.aws.dynamo import DynamoDBRegistry
-from ragline.aws.provision import ACCOUNT, TEMPLATE, Stack, load_template, provision
-from ragline.aws.testing import FakeAWSModels
-from ragline.registry import DocumentRecord
+from ragline.interfaces.aws import handlers
+from ragline.providers.aws.dynamo import DynamoDBRegistry
+from ragline.providers.local.sqlite import DocumentRecord
+from ragline.testing.aws import FakeAWSModels
+from ragline.testing.provision import ACCOUNT, Stack, load_template, provision
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "template.yaml"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGION = "us-east-1"
@@ -47,7 +49,8 @@ def models(aws_env):
 def stack(aws_env, moto_url, models, monkeypatch, tmp_path):
     """A fresh stack from the template; the process environment is what the template gives the functions."""
     name = f"t{uuid.uuid4().hex[:8]}"
-    stack, template = provision(moto_url, name=name, region=REGION, parameters={"IngestMaxReceiveCount": 2})
+    stack, template = provision(moto_url, name=name, region=REGION, parameters={"IngestMaxReceiveCount": 2},
+                                path=TEMPLATE)
     env = stack.environment(template)
     env.update({
         "RAGLINE_HOME": str(tmp_path / "home"),
@@ -294,10 +297,10 @@ def test_the_websocket_handler_answers_unchanged_from_a_knowledge_base(stack, mo
          "text": "Adobe made the PDF specification available free of charge in 1993. PDF became an ISO standard."},
         {"id": "other", "title": "Other", "tenant": "someone-else", "uri": "s3://kb-docs/other.md",
          "language": "en", "text": "Adobe made the PDF specification available free of charge in 2024."}]
-    kb = Stack.of(load_template(), parameters={"KnowledgeBaseId": "KB12345678", "KnowledgeBaseMode": "answerer"})
+    kb = Stack.of(load_template(TEMPLATE), parameters={"KnowledgeBaseId": "KB12345678", "KnowledgeBaseMode": "answerer"})
     kb.refs.update(stack.refs)
     for key in ("RAGLINE_CHAT_MODEL", "RAGLINE_RETRIEVER", "RAGLINE_KNOWLEDGE_BASE_ID"):
-        monkeypatch.setenv(key, kb.environment(load_template())[key])
+        monkeypatch.setenv(key, kb.environment(load_template(TEMPLATE))[key])
     monkeypatch.setenv("RAGLINE_KNOWLEDGE_BASE_TENANT_ATTRIBUTE", "tenant")
     handlers._rag.cache_clear()
     assert handlers.websocket(ws_event("$connect", "conn-kb", token=token))["statusCode"] == 200
@@ -340,7 +343,7 @@ def test_the_http_function_uploads_to_the_bucket_and_answers_with_a_cognito_toke
     import httpx
 
     from ragline.compose import Ragline
-    from ragline.service.app import create_app
+    from ragline.interfaces.http.app import create_app
     from ragline.settings import Settings
 
     from conftest import serve
@@ -392,7 +395,7 @@ def test_the_http_function_uploads_to_the_bucket_and_answers_with_a_cognito_toke
 def test_each_retrieval_option_of_the_template_sets_ragline_and_its_iam(monkeypatch, parameters, expected, statements):
     from ragline.settings import Settings
 
-    template = load_template()
+    template = load_template(TEMPLATE)
     stack = Stack.of(template, parameters=parameters)
     stack.refs.update(Table="ragline-table", UserPool="us-east-1_pool", UserPoolClient="client", WebSocketApi="ws1")
     stack.arns.update(Table=f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ragline-table")

@@ -9,13 +9,13 @@ import re
 import numpy as np
 import pytest
 
-from ragline.aws.bedrock import BedrockChatModel, TitanEmbedder
-from ragline.aws.testing import FakeAWSModels
-from ragline.chat import make_generator
 from ragline.errors import ConfigError, ModelError
+from ragline.providers.aws.bedrock import BedrockChatModel, TitanEmbedder
+from ragline.providers.chat import make_generator
 from ragline.resilience import ResilientChatModel, RetryPolicy, StreamInterruptedError
 from ragline.settings import Settings
-from ragline.testing import FakeEmbedder
+from ragline.testing.aws import FakeAWSModels
+from ragline.testing.fakes import FakeEmbedder
 from ragline.types import Deadline, Image, Message, Token, UsageEvent
 
 pytestmark = pytest.mark.usefixtures("aws_env")
@@ -138,13 +138,13 @@ def test_titan_v2_embeddings_keep_order_and_dimension():
 
 
 def test_a_question_with_an_image_reaches_the_model_with_the_sources(make_app, tmp_path):
-    from ragline.engine import Query
+    from ragline.query.engine import Query
 
     (tmp_path / "kb").mkdir()
     (tmp_path / "kb" / "lex.md").write_text("# Lex\n\nAmazon Lex builds chatbots. It uses ASR.\n")
     with FakeAWSModels() as aws:
         app = make_app(chat_model="bedrock", aws_endpoints={"bedrock-runtime": aws.endpoint_url})
-        from ragline.ingest import source_items
+        from ragline.ingest.pipeline import source_items
 
         app.ingestor.run(list(source_items([tmp_path / "kb" / "lex.md"], 10_000)))
         answer = app.engine.ask(Query("What does this screenshot show about Lex?", images=[Image(PNG, "image/png")]))

@@ -8,10 +8,10 @@ import subprocess
 import sys
 import textwrap
 
-from ragline.cache import AnswerCache, normalise
-from ragline.engine import Query
-from ragline.ingest import expand_paths, source_items
-from ragline.testing import FaultyOpenAIServer
+from ragline.ingest.pipeline import expand_paths, source_items
+from ragline.query.cache import AnswerCache, normalise
+from ragline.query.engine import Query
+from ragline.testing.fakes import FaultyOpenAIServer
 from ragline.types import Message
 
 from conftest import write
@@ -81,14 +81,14 @@ def test_a_cold_process_answers_from_the_cache_without_loading_store_or_models(t
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")}
     env.update(RAGLINE_HOME=str(tmp_path / "home"), RAGLINE_CHAT_MODEL="extractive",
                RAGLINE_CONFIG=str(tmp_path / "absent.toml"))
-    ask = [sys.executable, "-m", "ragline.cli", "ask", "--json", "What is Amazon Lex?"]
-    subprocess.run([sys.executable, "-m", "ragline.cli", "ingest", str(tmp_path / "kb")], env=env, check=True,
+    ask = [sys.executable, "-m", "ragline.interfaces.cli", "ask", "--json", "What is Amazon Lex?"]
+    subprocess.run([sys.executable, "-m", "ragline.interfaces.cli", "ingest", str(tmp_path / "kb")], env=env, check=True,
                    capture_output=True)
     assert json.loads(subprocess.run(ask, env=env, check=True, capture_output=True).stdout)["cache"] == "miss"
     probe = textwrap.dedent("""
         import json, sys
         from ragline.compose import Ragline
-        from ragline.engine import Query
+        from ragline.query.engine import Query
         answer = Ragline().engine.ask(Query("What is Amazon Lex?"))
         heavy = sorted(m for m in ("lancedb", "onnxruntime", "llama_cpp", "pyarrow") if m in sys.modules)
         print(json.dumps({"cache": answer.cache, "heavy": heavy}))
@@ -100,7 +100,7 @@ def test_a_cold_process_answers_from_the_cache_without_loading_store_or_models(t
 def test_cache_cli(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")}
     env.update(RAGLINE_HOME=str(tmp_path / "home"), RAGLINE_CONFIG=str(tmp_path / "absent.toml"))
-    run = [sys.executable, "-m", "ragline.cli", "cache"]
+    run = [sys.executable, "-m", "ragline.interfaces.cli", "cache"]
     stats = json.loads(subprocess.run([*run, "stats"], env=env, check=True, capture_output=True, text=True).stdout)
     assert stats == {"entries": 0, "expired": 0, "hits": 0, "misses": 0, "index_version": 0}
     out = subprocess.run([*run, "clear"], env=env, check=True, capture_output=True, text=True).stdout

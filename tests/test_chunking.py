@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from ragline.chunking import Chunker
-from ragline.embedding import MiniLMEmbedder
+from ragline.ingest.chunking import Chunker
+from ragline.providers.local.minilm import MiniLMEmbedder
 from ragline.types import ParsedDocument, Section
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ragline.citations import check_citations
+from ragline.query.citations import check_citations
 from ragline.types import Source
 
 

@@ -23,7 +23,7 @@ def run(home: Path, *args: str, check: bool = True, **settings: str) -> subproce
     env["RAGLINE_CONFIG"] = str(home / "absent.toml")
     env.update(settings)
     proc = subprocess.run(
-        [sys.executable, "-m", "ragline.cli", "--home", str(home), *args],
+        [sys.executable, "-m", "ragline.interfaces.cli", "--home", str(home), *args],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     if check:
@@ -108,7 +108,7 @@ def test_user_errors_are_one_clear_line(kb: Path) -> None:
 def test_chat_keeps_going_until_ctrl_d(kb: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "ragline.cli", "--home", str(kb), "chat", "--model", "extractive"],
+        [sys.executable, "-m", "ragline.interfaces.cli", "--home", str(kb), "chat", "--model", "extractive"],
         input="What is Amazon Lex?\n\nWhen is the launch?\n", capture_output=True, text=True, env=env,
         timeout=300, check=True,
     )

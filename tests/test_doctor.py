@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from ragline.aws.testing import FakeAWSModels
-from ragline.doctor import checks, render
-from ragline.ingest import expand_paths, source_items
-from ragline.testing_opensearch import FakeOpenSearch
+from ragline.ingest.pipeline import expand_paths, source_items
+from ragline.interfaces.doctor import checks, render
+from ragline.testing.aws import FakeAWSModels
+from ragline.testing.opensearch import FakeOpenSearch
 
 from conftest import write
 
@@ -70,7 +70,7 @@ def test_the_command_exits_1_and_names_the_failure_and_ingest_is_refused_when_an
                RAGLINE_RETRY_ATTEMPTS="1")
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ragline.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "ragline.interfaces.cli", *args], capture_output=True, text=True,
                               env={**env, **extra}, timeout=120, check=False)
 
     doctor = run("doctor")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ragline.embedding import MiniLMEmbedder, QueryEmbeddingCache, embed_in_batches
+from ragline.providers.local.minilm import MiniLMEmbedder, QueryEmbeddingCache, embed_in_batches
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
 

@@ -8,10 +8,10 @@ from typing import ClassVar
 
 import pytest
 
-from ragline.chat.openai import OpenAIChatModel
-from ragline.engine import Query
 from ragline.errors import ConfigError, InputError, ModelUnavailableError
-from ragline.ingest import expand_paths, source_items
+from ragline.ingest.pipeline import expand_paths, source_items
+from ragline.providers.openai import OpenAIChatModel
+from ragline.query.engine import Query
 from ragline.types import Done, Message, Sources, Token
 
 from conftest import write

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from ragline.errors import InputError, StoreError
-from ragline.ingest import expand_paths, source_items
+from ragline.ingest.pipeline import expand_paths, source_items
 
 from conftest import FIXTURES, write
 

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from ragline.aws.kendra import KendraRetriever, detect_language
-from ragline.aws.testing import FakeAWSModels
 from ragline.compose import Ragline
-from ragline.engine import Query
+from ragline.providers.aws.kendra import KendraRetriever, detect_language
+from ragline.query.engine import Query
 from ragline.settings import Settings
+from ragline.testing.aws import FakeAWSModels
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 INDEX = "0f3e1c2a-4b5d-4e6f-8a9b-0c1d2e3f4a5b"  # botocore checks the shape: 36 characters

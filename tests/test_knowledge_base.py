@@ -8,14 +8,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ragline.aws.knowledge_base import metadata_filter, model_arn
-from ragline.aws.testing import FakeAWSModels
-from ragline.citations import insert_marks
 from ragline.compose import Ragline
-from ragline.engine import Query
 from ragline.errors import ConfigError, ModelError
-from ragline.service import create_app
+from ragline.interfaces.http import create_app
+from ragline.providers.aws.knowledge_base import metadata_filter, model_arn
+from ragline.query.citations import insert_marks
+from ragline.query.engine import Query
 from ragline.settings import Settings
+from ragline.testing.aws import FakeAWSModels
 
 from conftest import serve, sse_post
 

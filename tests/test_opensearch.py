@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from ragline.engine import Query
 from ragline.errors import ConfigError, StoreError
-from ragline.opensearch import OpenSearchStore, auth_for, chunk_from_source, region_for, similarity
-from ragline.testing_opensearch import FakeOpenSearch
+from ragline.providers.opensearch import OpenSearchStore, auth_for, chunk_from_source, region_for, similarity
+from ragline.query.engine import Query
+from ragline.testing.opensearch import FakeOpenSearch
 from ragline.types import Chunk
 
 from conftest import write
@@ -30,7 +30,7 @@ DOCS = {
 
 
 def ingest(app, folder, **kw):
-    from ragline.ingest import expand_paths, source_items
+    from ragline.ingest.pipeline import expand_paths, source_items
 
     return app.ingestor.run(source_items(expand_paths([str(folder)]), 10**6), **kw)
 
@@ -185,7 +185,7 @@ def test_the_cli_works_unchanged_on_opensearch(tmp_path, folder):
                    RAGLINE_CHAT_MODEL="extractive", RAGLINE_HOME=str(tmp_path / "home"))
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            proc = subprocess.run([sys.executable, "-m", "ragline.cli", *args], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, "-m", "ragline.interfaces.cli", *args], capture_output=True, text=True,
                                   env=env, timeout=300, check=False)
             assert proc.returncode == 0, proc.stderr
             return proc

@@ -5,7 +5,7 @@ import io
 import pytest
 
 from ragline.errors import ParseError, UnsupportedTypeError
-from ragline.parsing import markdown_sections, parse
+from ragline.ingest.parsing import markdown_sections, parse
 
 from conftest import FIXTURES
 

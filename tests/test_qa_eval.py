@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ragline.errors import InputError
-from ragline.qa_eval import (
+from ragline.eval.qa import (
     QAItem,
     QAResult,
     aggregate,

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from ragline.engine import Query
 from ragline.errors import ModelError
-from ragline.ingest import expand_paths, source_items
+from ragline.ingest.pipeline import expand_paths, source_items
+from ragline.query.engine import Query
 from ragline.resilience import RetryPolicy
-from ragline.testing import FaultyOpenAIServer
+from ragline.testing.fakes import FaultyOpenAIServer
 
 from conftest import write
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ragline.ingest import expand_paths, source_items
-from ragline.store import fuse, where_clause
+from ragline.ingest.pipeline import expand_paths, source_items
+from ragline.providers.local.lancedb import fuse, where_clause
 from ragline.types import Chunk, Hit
 
 from conftest import write

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ragline.ingest import expand_paths, source_items
-from ragline.service import create_app
+from ragline.ingest.pipeline import expand_paths, source_items
+from ragline.interfaces.http import create_app
 
 from conftest import serve, sse_post, write
 
@@ -108,7 +108,7 @@ def test_a_client_that_disconnects_mid_stream_stops_the_generation(make_app, tmp
     import re
     import time
 
-    from ragline.testing import FaultyOpenAIServer
+    from ragline.testing.fakes import FaultyOpenAIServer
 
     with FaultyOpenAIServer(["slow:200:0.05"]) as model:
         app = make_app(chat_model="openai", openai_base_url=model.base_url)

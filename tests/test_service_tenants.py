@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from ragline.jobs import JobQueue
-from ragline.service import create_app
-from ragline.service.auth import create_key
+from ragline.ingest.jobs import JobQueue
+from ragline.interfaces.auth import create_key
+from ragline.interfaces.http import create_app
 
 from conftest import serve
 

@@ -8,7 +8,7 @@ import sys
 
 SCRIPT = """
 import sys
-from ragline.store import LanceStore
+from ragline.providers.local.lancedb import LanceStore
 import numpy as np
 store = LanceStore(sys.argv[1], 4)
 assert store.count() == 0
@@ -28,7 +28,7 @@ def test_the_namespace_client_loads_on_first_use(tmp_path: object) -> None:
 
 HTTPX_SCRIPT = """
 import sys
-import ragline.chat.openai
+import ragline.providers.openai
 assert "httpx" in sys.modules and "httpx._main" not in sys.modules and "rich" not in sys.modules, "CLI loaded"
 import httpx
 assert httpx.Client and httpx.stream

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ragline.ingest import expand_paths, source_items
-from ragline.service import create_app
+from ragline.ingest.pipeline import expand_paths, source_items
+from ragline.interfaces.http import create_app
 
 from conftest import serve, write
 

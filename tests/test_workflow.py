@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ragline.asl import BEDROCK_INVOKE, export_asl
-from ragline.chat import workflow_models
 from ragline.errors import ConfigError
-from ragline.registry import SQLiteRegistry
+from ragline.providers.chat import workflow_models
+from ragline.providers.local.sqlite import SQLiteRegistry
 from ragline.settings import Settings
-from ragline.testing import EchoChatModel, FaultyOpenAIServer
-from ragline.workflow import Workflow, load_workflow, render, run_workflow
+from ragline.testing.fakes import EchoChatModel, FaultyOpenAIServer
+from ragline.workflows.export import BEDROCK_INVOKE, export_asl
+from ragline.workflows.run import Workflow, load_workflow, render, run_workflow
 
 from conftest import write
 

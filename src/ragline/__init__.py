@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Ragline": "compose",
-    "Engine": "engine",
-    "Query": "engine",
+    "Engine": "query.engine",
+    "Query": "query.engine",
     "RaglineError": "errors",
     "Settings": "settings",
     "Answer": "types",

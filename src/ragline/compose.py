@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from .cache import AnswerCache
-from .chunking import Chunker
-from .embedding import make_embedder
-from .engine import Engine
-from .errors import ConfigError, StoreError
-from .ingest import Ingestor
-from .registry import Registry, SQLiteRegistry
-from .settings import Settings
-from .store import LanceStore
-from .types import AnswerModel, Embedder, Retriever, Store
+from ragline.errors import ConfigError, StoreError
+from ragline.ingest.chunking import Chunker
+from ragline.ingest.pipeline import Ingestor
+from ragline.providers.local.lancedb import LanceStore
+from ragline.providers.local.minilm import make_embedder
+from ragline.providers.local.sqlite import Registry, SQLiteRegistry
+from ragline.query.cache import AnswerCache
+from ragline.query.engine import Engine
+from ragline.settings import Settings
+from ragline.types import AnswerModel, Embedder, Retriever, Store
 
 
 class Ragline:
@@ -43,7 +43,7 @@ class Ragline:
     def registry(self) -> Registry:
         """The document registry: SQLite in HOME, or DynamoDB."""
         if self.settings.registry == "dynamodb":
-            from .aws.dynamo import DynamoDBRegistry
+            from ragline.providers.aws.dynamo import DynamoDBRegistry
 
             return DynamoDBRegistry(self.settings.dynamodb_table, region=self.settings.aws_region,
                                     endpoint_url=self.settings.endpoint_for("dynamodb"))
@@ -63,8 +63,8 @@ class Ragline:
         if s.store == "opensearch":
             import os
 
-            from .opensearch import OpenSearchStore
-            from .resilience import RetryPolicy
+            from ragline.providers.opensearch import OpenSearchStore
+            from ragline.resilience import RetryPolicy
 
             return OpenSearchStore(
                 s.opensearch_url or "", s.opensearch_index, self.embedder.dimension, auth=s.opensearch_auth,
@@ -107,7 +107,7 @@ class Ragline:
     @cached_property
     def generator(self) -> AnswerModel:
         """The chat model or extractive answerer."""
-        from .chat import make_generator
+        from ragline.providers.chat import make_generator
 
         return make_generator(self.settings, self.embedder)
 
@@ -134,13 +134,13 @@ class Ragline:
         """A retriever used instead of the store's own search (Amazon Kendra, a Bedrock knowledge base), or None."""
         s = self.settings
         if s.retriever == "knowledge-base":
-            from .aws.knowledge_base import KnowledgeBaseRetriever
-            from .chat import knowledge_base_options
+            from ragline.providers.aws.knowledge_base import KnowledgeBaseRetriever
+            from ragline.providers.chat import knowledge_base_options
 
             return KnowledgeBaseRetriever(s.knowledge_base_id or "", **knowledge_base_options(s))
         if s.retriever != "kendra":
             return None
-        from .aws.kendra import KendraRetriever
+        from ragline.providers.aws.kendra import KendraRetriever
 
         return KendraRetriever(
             s.kendra_index_id or "", language=s.kendra_language, default_language=s.language,

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import ModelError, ModelUnavailableError
-from .types import ChatModel, Deadline, Message, ModelEvent, Token
+from ragline.errors import ModelError, ModelUnavailableError
+from ragline.types import ChatModel, Deadline, Message, ModelEvent, Token
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ragline.settings import Settings
 
 
 class DeadlineExceededError(ModelUnavailableError):

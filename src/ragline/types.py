@@ -228,7 +228,7 @@ class Image:
     @classmethod
     def from_bytes(cls, data: bytes, name: str) -> Image:
         """An image from a file's bytes; the type comes from the name (.png .jpg .jpeg .gif .webp)."""
-        from .errors import InputError, TooLargeError
+        from ragline.errors import InputError, TooLargeError
 
         suffix = name.rsplit(".", 1)[-1].lower()
         media_type = f"image/{'jpeg' if suffix == 'jpg' else suffix}"

@@ -1,0 +1,1 @@
+"""The ingest path: parse, chunk, embed, store; the durable job queue."""

@@ -1,0 +1,123 @@
+"""The ingestion queue: uploads are saved, queued durably in the registry, and ingested by a worker thread.
+
+A job survives a restart: one left ``running`` by a crash goes back to the queue and runs again; since
+ingestion is idempotent by content hash and each batch is one commit, a half-done job never leaves a document
+half-written, and finished documents are skipped the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ragline.ingest.parsing import CORPUS_SUFFIXES
+from ragline.ingest.pipeline import IngestReport, source_items
+
+if TYPE_CHECKING:
+    from ragline.compose import Ragline
+
+Listener = Callable[[str, str, dict[str, Any]], None]  # (tenant, job id, progress)
+_UNSAFE = re.compile(r"[^\w.\- ]+")
+
+
+def safe_name(name: str) -> str:
+    """A file name without directories or odd characters (it becomes the document id)."""
+    base = Path(name.replace("\\", "/")).name.strip() or "upload"
+    return _UNSAFE.sub("_", base)[:200]
+
+
+class JobQueue:
+    """Durable ingestion jobs over the registry, worked by one background thread."""
+
+    def __init__(self, rag: Ragline, poll_seconds: float = 0.5) -> None:
+        self.rag = rag
+        self.uploads = rag.settings.home / "uploads"
+        self.poll_seconds = poll_seconds
+        self.listeners: list[Listener] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def staging(self) -> tuple[str, Path]:
+        """A new job id and the folder its files are saved into before it is queued."""
+        job_id = uuid.uuid4().hex
+        folder = self.uploads / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return job_id, folder
+
+    def submit(self, job_id: str, tenant: str, files: list[dict[str, Any]]) -> None:
+        """Queue saved files (``{"name", "path", "size"}``) for ingestion."""
+        self.rag.registry.job_add(job_id, tenant, json.dumps(files))
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the queue now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Requeue jobs a crash left running, then start the worker."""
+        self.rag.registry.jobs_requeue_running()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._work, name="ragline-ingest", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the worker after the current batch."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self.run_one():
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def run_one(self) -> bool:
+        """Claim and run the oldest queued job; False when there was none."""
+        claimed = self.rag.registry.job_claim()
+        if claimed is None:
+            return False
+        job_id, tenant, files_json = claimed
+        files = json.loads(files_json)
+        progress: dict[str, Any] = {"files_total": len(files), "files_done": 0, "chunks": 0, "failed": []}
+        self._report(tenant, job_id, progress, status="running")
+        try:
+            report = self._ingest(tenant, files, job_id, progress)
+        except Exception as err:  # the job stays retryable; nothing was half-written (one commit per batch)
+            self._report(tenant, job_id, progress, status="failed", error=f"{type(err).__name__}: {err}")
+            return True
+        progress.update(files_done=len(files), chunks=report.chunks, added=report.added, updated=report.updated,
+                        unchanged=report.unchanged, failed=[{"doc_id": d, "reason": r} for d, r in report.failed])
+        self._report(tenant, job_id, progress, status="done")
+        shutil.rmtree(self.uploads / job_id, ignore_errors=True)
+        return True
+
+    def _ingest(self, tenant: str, files: list[dict[str, Any]], job_id: str, progress: dict[str, Any]) -> IngestReport:
+        rag = self.rag.for_tenant(tenant)
+        items = []
+        for f in files:
+            found = list(source_items([Path(f["path"])], rag.settings.max_file_bytes))
+            if len(found) == 1 and not f["name"].lower().endswith(CORPUS_SUFFIXES):
+                found[0].doc_id = f["name"]  # an uploaded file is known by its name, not its staging path
+            items.extend(found)
+
+        def tick(done: int, chunks: int) -> None:
+            progress.update(files_done=done, chunks=chunks)
+            self._report(tenant, job_id, progress)
+
+        return rag.ingestor.run(items, progress=tick)
+
+    def _report(self, tenant: str, job_id: str, progress: dict[str, Any], *, status: str | None = None,
+                error: str | None = None) -> None:
+        self.rag.registry.job_update(job_id, status=status, progress=json.dumps(progress), error=error)
+        event = {**progress, "status": status or "running", "error": error}
+        for listener in list(self.listeners):
+            listener(tenant, job_id, event)

@@ -1,0 +1,242 @@
+"""Lambda entry points for ingestion (SQS batches of S3 notifications) and the WebSocket API; all call the engine.
+
+Both build one ``Ragline`` per execution environment (from ``RAGLINE_*`` variables, as ``deploy/template.yaml``
+sets them) and reuse it across invocations.
+
+* ``ingest``: ``uploads/TENANT/PATH`` objects become documents ``PATH`` of ``TENANT``. Creation ingests (skipped
+  when the content hash is unchanged, so redelivery is harmless), removal deletes the chunks. Each event is
+  checked against the bucket's current state (an object deleted before its creation event is handled is not
+  ingested), so out-of-order delivery converges. A message that fails is reported in ``batchItemFailures``
+  alone; SQS redelivers it, and after ``maxReceiveCount`` moves it to the dead-letter queue. The reason is on
+  the document's registry row and in the log.
+* ``websocket``: ``$connect`` checks the Cognito JWT (``?token=`` or the Authorization header) and records the
+  connection with its tenant; ``$disconnect`` forgets it; ``sendMessage`` answers
+  ``{"question", "conversation_id"?, "k"?, "filters"?}`` by posting ``token`` events (coalesced), then
+  ``sources``, then ``done`` through the API Gateway Management API. A gone connection (410) stops the model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from functools import cache
+from typing import Any
+from urllib.parse import unquote_plus
+
+from ragline.compose import Ragline
+from ragline.errors import AuthError, InputError, RaglineError
+from ragline.ingest.pipeline import bytes_item, oversized_item
+from ragline.providers.aws.clients import client, error_code
+from ragline.providers.local.sqlite import DocumentRecord
+from ragline.query.engine import Query
+from ragline.settings import Settings
+from ragline.types import Done, Message, Sources, Token
+
+log = logging.getLogger("ragline.interfaces.aws")
+UPLOADS = "uploads/"
+FLUSH_SECONDS = 0.1  # tokens are posted in groups at most this far apart (one HTTPS call per group)
+DEADLINE_MARGIN = 3.0  # seconds kept back from the Lambda timeout to post the partial answer
+
+
+@cache
+def _rag() -> Ragline:
+    logging.basicConfig(level=logging.INFO, force=True)
+    return Ragline(Settings())
+
+
+def object_key(key: str) -> tuple[str, str] | None:
+    """(tenant, doc_id) of an upload key, or None for keys outside ``uploads/TENANT/``."""
+    if not key.startswith(UPLOADS):
+        return None
+    tenant, _, doc_id = key[len(UPLOADS):].partition("/")
+    return (tenant, doc_id) if tenant and doc_id and not doc_id.endswith("/") else None
+
+
+def ingest(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """SQS handler: apply each S3 notification; report the messages that failed."""
+    rag = _rag()
+    failures = []
+    for record in event.get("Records", []):
+        try:
+            body = json.loads(record["body"])
+            for notification in body.get("Records", []):  # s3:TestEvent messages have none
+                _apply(rag, notification)
+        except Exception as err:  # one bad message must not fail the batch
+            line = json.dumps({"stage": "ingest", "message_id": record.get("messageId"), "error": str(err),
+                               "receive_count": record.get("attributes", {}).get("ApproximateReceiveCount")})
+            # bad input is explained by its message; anything else also needs its traceback
+            (log.error if isinstance(err, RaglineError) else log.exception)(line)
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}
+
+
+def _apply(rag: Ragline, notification: dict[str, Any]) -> None:
+    bucket = notification["s3"]["bucket"]["name"]
+    key = unquote_plus(notification["s3"]["object"]["key"])
+    place = object_key(key)
+    if place is None:
+        return
+    tenant, doc_id = place
+    view = rag.for_tenant(tenant)
+    s3 = client("s3", rag.settings.aws_region, rag.settings.endpoint_for("s3"))
+    limit = rag.settings.max_file_bytes
+    size, data = _read(s3, bucket, key, limit)
+    if size is None:  # the object is gone: whatever the event said, the document must go
+        removed = view.ingestor.remove(doc_id)
+        log.info(json.dumps({"stage": "ingest", "tenant": tenant, "doc_id": doc_id, "removed": removed}))
+        return
+    item = oversized_item(doc_id, doc_id, size, limit) if data is None else bytes_item(doc_id, doc_id, data)
+    report = view.ingestor.run([item])
+    log.info(json.dumps({"stage": "ingest", "tenant": tenant, "doc_id": doc_id, "summary": report.summary()}))
+    if report.failed:
+        reason = report.failed[0][1]
+        old = view.registry.get(tenant, doc_id)
+        if old is not None and old.status == "ready":  # the previous version still serves; say why it stays
+            view.registry.put_many([DocumentRecord(
+                tenant, doc_id, old.title, old.sha256, old.status, old.chunks, old.bytes, old.ingested_at,
+                f"the new version was not ingested: {reason}")])
+        raise InputError(reason)
+
+
+def _read(s3: Any, bucket: str, key: str, limit: int) -> tuple[int | None, bytes | None]:
+    """(size, bytes) of the object: size None when it no longer exists, bytes None when it is over the limit.
+
+    An object over the limit is never downloaded.
+    """
+    try:
+        size: int = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        if size > limit:
+            return size, None
+        data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except Exception as err:
+        if error_code(err) in ("404", "NoSuchKey", "NotFound"):
+            return None, None
+        raise
+    return size, data
+
+
+# WebSocket API.
+def websocket(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """API Gateway WebSocket handler for ``$connect``, ``$disconnect`` and ``sendMessage``."""
+    rag = _rag()
+    request = event["requestContext"]
+    route, connection = request["routeKey"], request["connectionId"]
+    registry = _connections(rag)
+    if route == "$connect":
+        from ragline.interfaces.auth import Authenticator
+
+        headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+        token = (event.get("queryStringParameters") or {}).get("token")
+        try:
+            tenant = Authenticator(rag.settings, rag.registry).tenant(headers.get("authorization"), token)
+        except AuthError as err:
+            log.info(json.dumps({"stage": "connect", "refused": str(err)}))
+            return {"statusCode": 401, "body": str(err)}
+        registry.connection_put(connection, tenant)
+        return {"statusCode": 200}
+    if route == "$disconnect":
+        registry.connection_delete(connection)
+        return {"statusCode": 200}
+    return _send_message(rag, event, context)
+
+
+def _connections(rag: Ragline) -> Any:
+    if not hasattr(rag.registry, "connection_put"):
+        raise RaglineError("the WebSocket handler keeps connections in DynamoDB: set RAGLINE_REGISTRY=dynamodb")
+    return rag.registry
+
+
+class _Poster:
+    """Posts JSON events to one connection; remembers when the connection is gone (410)."""
+
+    def __init__(self, rag: Ragline, request: dict[str, Any]) -> None:
+        endpoint = rag.settings.websocket_endpoint or f"https://{request['domainName']}/{request['stage']}"
+        self.api = client("apigatewaymanagementapi", rag.settings.aws_region, endpoint, 10.0)
+        self.connection = request["connectionId"]
+        self.gone = False
+        self.posts = 0
+
+    def __call__(self, payload: dict[str, Any]) -> bool:
+        if self.gone:
+            return False
+        try:
+            self.api.post_to_connection(ConnectionId=self.connection, Data=json.dumps(payload).encode())
+        except Exception as err:
+            if error_code(err) == "GoneException":
+                self.gone = True
+                return False
+            raise
+        self.posts += 1
+        return True
+
+
+def _send_message(rag: Ragline, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    request = event["requestContext"]
+    post = _Poster(rag, request)
+    tenant = _connections(rag).connection_tenant(request["connectionId"])
+    if tenant is None:
+        post({"type": "error", "message": "this connection is not signed in; reconnect with a token"})
+        return {"statusCode": 403}
+    try:
+        body = json.loads(event.get("body") or "{}")
+        query = _query(rag, tenant, body, context)
+    except (ValueError, TypeError, RaglineError) as err:
+        post({"type": "error", "message": str(err)})
+        return {"statusCode": 400}
+    view = rag.for_tenant(tenant)
+    stream = view.engine.stream(query)
+    sources: list[Any] = []
+    pending: list[str] = []
+    last = time.monotonic()
+    try:
+        for item in stream:
+            if isinstance(item, Sources):
+                sources = [s.as_dict() for s in item.sources]
+            elif isinstance(item, Token):
+                pending.append(item.text)
+                if time.monotonic() - last >= FLUSH_SECONDS:
+                    if not post({"type": "token", "text": "".join(pending)}):
+                        break
+                    pending, last = [], time.monotonic()
+            elif isinstance(item, Done):
+                if pending and not post({"type": "token", "text": "".join(pending)}):
+                    break
+                post({"type": "sources", "sources": sources})
+                post({"type": "done", "answer": item.answer.as_dict()})
+                _remember(rag, tenant, body, query.question, item.answer.text)
+    except RaglineError as err:
+        post({"type": "error", "message": str(err)})
+    finally:
+        stream.close()  # a gone client stops the model here
+    if post.gone:
+        _connections(rag).connection_delete(request["connectionId"])
+        log.info(json.dumps({"stage": "websocket", "gone": request["connectionId"], "posts": post.posts}))
+        return {"statusCode": 410}
+    return {"statusCode": 200}
+
+
+def _query(rag: Ragline, tenant: str, body: dict[str, Any], context: Any) -> Query:
+    question = body.get("question")
+    if not isinstance(question, str):
+        raise InputError('send {"action": "sendMessage", "question": "..."}')
+    deadline = rag.settings.deadline
+    if context is not None:  # never run into the Lambda timeout: answer partial before it
+        left = context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN
+        deadline = max(1.0, min(deadline or left, left))
+    history: tuple[Message, ...] = ()
+    conversation = body.get("conversation_id")
+    if conversation:
+        history = tuple(_connections(rag).conversation(f"{tenant}#{conversation}"))
+    return Query(
+        question=question, filters={str(k): str(v) for k, v in (body.get("filters") or {}).items()},
+        k=int(body.get("k") or rag.settings.k), mode=rag.settings.retrieval, history=history,
+        max_tokens=rag.settings.max_tokens, deadline=deadline,
+    )
+
+
+def _remember(rag: Ragline, tenant: str, body: dict[str, Any], question: str, answer: str) -> None:
+    conversation = body.get("conversation_id")
+    if conversation:
+        _connections(rag).conversation_add(f"{tenant}#{conversation}", question, answer)
+

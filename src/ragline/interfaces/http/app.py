@@ -1,0 +1,370 @@
+"""The ASGI app: query (JSON and SSE), OpenAI-compatible chat completions, documents, health and metrics.
+
+Error mapping is owned here, once: each RaglineError kind has one HTTP status, and the body always says what
+went wrong in the user's terms (``{"error": {"type", "message"}}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+from fastapi import FastAPI, Request, Response, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from ragline import errors
+from ragline.compose import Ragline
+from ragline.ingest.jobs import JobQueue, safe_name
+from ragline.ingest.parsing import SUPPORTED
+from ragline.ingest.pipeline import human_size
+from ragline.interfaces.auth import Authenticator
+from ragline.interfaces.http.events import completion, completion_chunks, sse_stream
+from ragline.interfaces.http.metrics import Metrics
+from ragline.interfaces.http.websocket import add_websocket
+from ragline.query.engine import Engine, Query
+from ragline.settings import Settings
+from ragline.types import Answer, Image, Message
+
+STATUS: list[tuple[type[errors.RaglineError], int]] = [
+    (errors.AuthError, 401),
+    (errors.TooLargeError, 413),
+    (errors.InputError, 422),
+    (errors.UnsupportedTypeError, 415),
+    (errors.ParseError, 422),
+    (errors.ConfigError, 400),
+    (errors.NotFoundError, 404),
+    (errors.ModelUnavailableError, 503),
+    (errors.ModelError, 502),
+    (errors.StoreError, 500),
+]
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+def status_for(err: errors.RaglineError) -> int:
+    """The HTTP status of an error."""
+    return next((code for kind, code in STATUS if isinstance(err, kind)), 500)
+
+class ImageIn(BaseModel):
+    """A picture sent with the question (base64), for models that take images."""
+
+    media_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+    data: str = Field(description="base64 of the image bytes")
+
+    def image(self) -> Image:
+        """The decoded image."""
+        import base64
+        import binascii
+
+        try:
+            raw = base64.b64decode(self.data, validate=True)
+        except binascii.Error as err:
+            raise errors.InputError("images[].data is not valid base64") from err
+        return Image.from_bytes(raw, "image." + self.media_type.split("/")[1])
+
+
+class QueryRequest(BaseModel):
+    """A question for ``POST /v1/query``."""
+
+    question: str = Field(min_length=1)
+    filters: dict[str, str] = Field(default_factory=dict)
+    k: int | None = Field(None, ge=1, le=100)
+    mode: Literal["hybrid", "vector", "bm25"] | None = None
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    deadline: float | None = Field(None, gt=0, le=3600)
+    stream: bool = False
+    use_cache: bool = True
+    images: list[ImageIn] = Field(default_factory=list, max_length=5)
+
+class ChatMessage(BaseModel):
+    """One OpenAI chat message (text content, or a list of text parts)."""
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        """The message's text."""
+        if isinstance(self.content, list):
+            return "".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        return self.content or ""
+
+class ChatCompletionRequest(BaseModel):
+    """The subset of OpenAI's chat-completions request that ragline honours (other fields are ignored)."""
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+
+class Service:
+    """The parts the routes share: engines by (model, tenant), settings, auth, the job queue, and metrics."""
+
+    def __init__(self, rag: Ragline) -> None:
+        self.rag = rag
+        self.settings = rag.settings
+        self.metrics = Metrics()
+        self.auth = Authenticator(rag.settings, rag.registry)
+        self.jobs = JobQueue(rag)
+        self._engines: dict[tuple[str, str], Engine] = {}
+
+    @property
+    def models(self) -> list[str]:
+        """Model names served: the configured generator, and the extractive answerer (needs no model)."""
+        return ["ragline", "ragline-extractive"]
+
+    def tenant(self, request: Request) -> str:
+        """The caller's tenant (401 when credentials are missing or wrong)."""
+        return self.auth.tenant(request.headers.get("authorization"))
+
+    def engine(self, model: str, tenant: str) -> Engine:
+        """The engine answering as ``model`` for ``tenant``; an unknown model is a ConfigError listing valid ones."""
+        if model not in self.models:
+            raise errors.ConfigError(errors.choices_message("model", model, self.models))
+        key = (model, tenant)
+        if key not in self._engines:
+            base = self.rag.for_tenant(tenant).engine
+            if model == "ragline":
+                self._engines[key] = base
+            else:
+                from ragline.providers.local.extractive import ExtractiveAnswerer
+
+                self._engines[key] = Engine(
+                    store=base.store, embedder=base.embedder, generator=ExtractiveAnswerer(base.embedder),
+                    tenant=base.tenant, max_question_chars=base.max_question_chars, rrf_k=base.rrf_k,
+                    fusion_depth=base.fusion_depth,
+                    cache=base.cache, cache_conversations=base.cache_conversations,
+                )
+        return self._engines[key]
+
+    def query(self, body: QueryRequest, history: tuple[Message, ...] = ()) -> Query:
+        """A Query from a request, with the settings' defaults."""
+        s = self.settings
+        return Query(
+            body.question, body.filters, body.k or s.k, body.mode or s.retrieval, history,
+            body.max_tokens or s.max_tokens, body.deadline or s.deadline, body.use_cache,
+            [i.image() for i in body.images],
+        )
+
+    def done(self, answer: Answer) -> None:
+        """Record an answer's stage timings and cache outcome."""
+        self.metrics.answer(answer)
+
+def create_app(rag: Ragline | None = None) -> FastAPI:
+    """Build the app over one Ragline (from the settings when not given)."""
+    service = Service(rag or Ragline())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if service.settings.uploads_bucket:  # on AWS, S3 notifications feed the ingestion function instead
+            yield
+            return
+        service.jobs.start()
+        try:
+            yield
+        finally:
+            service.jobs.stop()
+
+    app = FastAPI(title="ragline", version="0.1.0", lifespan=lifespan,
+                  description="Answers from your own documents, with verified citations.")
+    app.state.service = service
+
+    @app.exception_handler(errors.RaglineError)
+    async def ragline_error(request: Request, err: errors.RaglineError) -> JSONResponse:
+        service.metrics.error(type(err).__name__)
+        return JSONResponse({"error": {"type": type(err).__name__, "message": str(err)}}, status_for(err))
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        service.metrics.request(request.method, path, response.status_code, time.perf_counter() - started)
+        return response
+
+    _add_query_routes(app, service)
+    _add_document_routes(app, service)
+    add_websocket(app, service)
+    return app
+
+def _add_query_routes(app: FastAPI, service: Service) -> None:
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        """The web page: chat with streamed answers and clickable citations; documents with uploads."""
+        return HTMLResponse(_page())
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        """Liveness: the process answers; says which generator and index it serves."""
+        return {"status": "ok", "model": service.settings.chat_model, "home": str(service.settings.home)}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus text format."""
+        service.metrics.tasks.set(len(asyncio.all_tasks()))
+        service.metrics.queue.set(await anyio.to_thread.run_sync(service.rag.registry.jobs_waiting))
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    @app.post("/v1/query", response_model=None)
+    def query(body: QueryRequest, request: Request) -> Any:
+        """Answer a question: JSON, or Server-Sent Events with ``stream: true`` or ``Accept: text/event-stream``."""
+        engine = service.engine("ragline", service.tenant(request))
+        q = service.query(body)
+        engine.check(q)  # refuse before the stream starts, with a proper status code
+        if body.stream or "text/event-stream" in request.headers.get("accept", ""):
+            return StreamingResponse(closing(sse_stream(engine.stream(q), service.done), request),
+                                     media_type="text/event-stream", headers=SSE_HEADERS)
+        answer = engine.ask(q)
+        service.done(answer)
+        return answer.as_dict()
+
+    @app.get("/v1/models")
+    def models(request: Request) -> dict[str, Any]:
+        """The model names clients can ask for."""
+        service.tenant(request)
+        return {"object": "list",
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "ragline"} for m in service.models]}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+        """OpenAI-compatible: the last user message is the question, earlier turns are the history."""
+        engine = service.engine(body.model, service.tenant(request))
+        turns = [m for m in body.messages if m.role in ("user", "assistant")]
+        if not turns or turns[-1].role != "user":
+            raise errors.InputError("the last message must be the user's question")
+        history = tuple(Message(m.role, m.text()) for m in turns[:-1])  # type: ignore[arg-type]
+        q = service.query(QueryRequest(question=turns[-1].text() or " ",
+                                       max_tokens=body.max_completion_tokens or body.max_tokens), history)
+        engine.check(q)
+        if body.stream:
+            return StreamingResponse(closing(completion_chunks(engine.stream(q), body.model, service.done), request),
+                                     media_type="text/event-stream", headers=SSE_HEADERS)
+        answer = engine.ask(q)
+        service.done(answer)
+        return completion(answer, body.model)
+
+def _add_document_routes(app: FastAPI, service: Service) -> None:
+    @app.post("/v1/documents", status_code=202)
+    async def upload(request: Request, files: list[UploadFile]) -> dict[str, Any]:
+        """Upload files (multipart, field ``files``); answers 202 with a job id; ingestion runs from the queue."""
+        tenant = service.tenant(request)
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > service.settings.max_upload_bytes:
+            raise errors.TooLargeError(f"the upload is {human_size(declared)}; the limit is "
+                                       f"{human_size(service.settings.max_upload_bytes)} per request")
+        job_id, folder = service.jobs.staging()
+        saved = []
+        try:
+            for upload in files:
+                saved.append(await _save(upload, folder, service.settings.max_file_bytes))
+        except errors.RaglineError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if service.settings.uploads_bucket:
+            await anyio.to_thread.run_sync(_to_bucket, service.settings, tenant, saved)
+            shutil.rmtree(folder, ignore_errors=True)
+            return {"status": "queued", "files": [f["name"] for f in saved],
+                    "status_urls": [f"/v1/documents/{f['name']}" for f in saved]}
+        service.jobs.submit(job_id, tenant, saved)
+        return {"job_id": job_id, "status": "queued", "files": [f["name"] for f in saved],
+                "status_url": f"/v1/jobs/{job_id}"}
+
+    @app.get("/v1/jobs/{job_id}")
+    def job(job_id: str, request: Request) -> dict[str, Any]:
+        """An ingestion job's status and progress (files, chunks, failures)."""
+        found = service.rag.registry.job_get(service.tenant(request), job_id)
+        if found is None:
+            raise errors.NotFoundError(f"no such job: {job_id}")
+        return {"job_id": job_id, "status": found["status"], "progress": json.loads(str(found["progress"])),
+                "error": found["error"], "attempts": found["attempts"]}
+
+    @app.post("/v1/jobs/{job_id}/retry", status_code=202)
+    def retry_job(job_id: str, request: Request) -> dict[str, Any]:
+        """Queue a failed job again (its files were kept)."""
+        if not service.rag.registry.job_retry(service.tenant(request), job_id):
+            raise errors.NotFoundError(f"no failed job {job_id} to retry")
+        service.jobs.wake()
+        return {"job_id": job_id, "status": "queued"}
+
+    @app.get("/v1/documents")
+    def list_documents(request: Request, prefix: str = "") -> dict[str, Any]:
+        """The tenant's documents with status, chunk count, size and ingestion time."""
+        rows = service.rag.registry.list(service.tenant(request), prefix)
+        return {"documents": [r.as_dict() for r in rows]}
+
+    @app.get("/v1/documents/{doc_id:path}")
+    def get_document(doc_id: str, request: Request) -> dict[str, Any]:
+        """One document's record."""
+        record = service.rag.registry.get(service.tenant(request), doc_id)
+        if record is None:
+            raise errors.NotFoundError(f"no such document: {doc_id}")
+        return record.as_dict()
+
+    @app.delete("/v1/documents/{doc_id:path}")
+    def delete_document(doc_id: str, request: Request) -> dict[str, Any]:
+        """Remove every chunk of a document and its record."""
+        tenant = service.tenant(request)
+        if not service.rag.for_tenant(tenant).ingestor.remove(doc_id):
+            raise errors.NotFoundError(f"no such document: {doc_id}")
+        if service.settings.uploads_bucket:  # or its notification would bring it back on the next redelivery
+            _bucket(service.settings).delete_object(Bucket=service.settings.uploads_bucket,
+                                                    Key=f"uploads/{tenant}/{doc_id}")
+        return {"deleted": doc_id}
+
+def _bucket(settings: Settings) -> Any:
+    from ragline.providers.aws.clients import client
+
+    return client("s3", settings.aws_region, settings.endpoint_for("s3"))
+
+
+def _to_bucket(settings: Settings, tenant: str, saved: list[dict[str, Any]]) -> None:
+    """Put saved uploads under ``uploads/TENANT/`` in the bucket; its notifications start the ingestion."""
+    for f in saved:
+        _bucket(settings).upload_file(f["path"], settings.uploads_bucket, f"uploads/{tenant}/{f['name']}")
+
+
+async def _save(upload: UploadFile, folder: Path, limit: int) -> dict[str, Any]:
+    """Stream one uploaded file to disk, refusing unsupported types (415) and oversize files (413)."""
+    name = safe_name(upload.filename or "upload")
+    if not name.lower().endswith(SUPPORTED):
+        raise errors.UnsupportedTypeError(
+            f"{name}: unsupported file type; supported: {', '.join(SUPPORTED)}")
+    path = folder / name
+    size = 0
+    with path.open("wb") as out:
+        while chunk := await upload.read(1024 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise errors.TooLargeError(f"{name} is over the {human_size(limit)} limit per file")
+            out.write(chunk)
+    return {"name": name, "path": str(path), "size": size}
+
+async def closing(lines: Generator[str, None, None], request: Request) -> AsyncIterator[str]:
+    """Run a blocking stream in worker threads and close it the moment the client goes away.
+
+    The server does not fail a send to a client that has left, so the stream checks between events; closing the
+    generator is what stops the model (llama.cpp stops decoding, an HTTP model's connection is closed).
+    """
+    done = object()
+    try:
+        while (line := await anyio.to_thread.run_sync(next, lines, done)) is not done:
+            if await request.is_disconnected():
+                break
+            yield line  # type: ignore[misc]
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(lines.close)
+
+@lru_cache(maxsize=1)
+def _page() -> str:
+    return resources.files("ragline.interfaces.http").joinpath("static/index.html").read_text(encoding="utf-8")
+

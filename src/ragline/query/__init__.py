@@ -1,0 +1,1 @@
+"""The query path: the engine, retrieval and fusion, prompts, citations, the answer cache."""

@@ -1,7 +1,0 @@
-"""The HTTP service: one ASGI app over the same engine (JSON, Server-Sent Events, OpenAI-compatible API)."""
-
-from __future__ import annotations
-
-from .app import create_app
-
-__all__ = ["create_app"]

@@ -1,0 +1,1 @@
+"""Deterministic fakes, loopback servers speaking real wire formats, stand-ins; never imported by production code."""
