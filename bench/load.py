@@ -123,10 +123,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "RAGLINE_HOME": home, "RAGLINE_CHAT_MODEL": "extractive"}
-        subprocess.run([sys.executable, "-m", "ragline.interfaces.cli", "ingest", args.corpus], env=env, check=True,
+        subprocess.run([sys.executable, "-m", "ragline", "ingest", args.corpus], env=env, check=True,
                        stdout=subprocess.DEVNULL)
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "ragline.interfaces.cli", "serve", "--port", str(port)], env=env)
+        server = subprocess.Popen([sys.executable, "-m", "ragline", "serve", "--port", str(port)], env=env)
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 60

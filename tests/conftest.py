@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
+from ragline import testing
 from ragline.compose import Ragline
 from ragline.providers.local.minilm import MiniLMEmbedder
 from ragline.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
+testing.register()  # the fakes are valid provider names, as in any project that tests with them
 
 
 @pytest.fixture(scope="session")
@@ -26,14 +28,16 @@ def minilm() -> MiniLMEmbedder:
 def make_app(tmp_path: Path, minilm: MiniLMEmbedder) -> Callable[..., Ragline]:
     """A Ragline on a temp folder sharing the session's real embedder."""
 
-    def build(**overrides: Any) -> Ragline:
+    def build(parts: dict[str, Any] | None = None, **overrides: Any) -> Ragline:
+        """Settings from ``overrides``, with ready-made ``parts`` (a shared store, registry, ...)."""
+        parts = dict(parts or {})
         overrides.setdefault("home", tmp_path / "home")
         overrides.setdefault("chat_model", "extractive")
         overrides.setdefault("cache", False)
-        app = Ragline(Settings(**overrides))
-        if app.settings.embedder == "minilm":
-            app.__dict__["embedder"] = minilm
-        return app
+        settings = Settings(**overrides)
+        if settings.embedder == "minilm":
+            parts.setdefault("embedder", minilm)
+        return Ragline(settings, **parts)
 
     return build
 

@@ -204,7 +204,8 @@ def test_pdf_in_the_bucket_is_answered_over_the_websocket_then_forgotten_when_de
     assert out["statusCode"] == 200
     events = posted("conn-1")
     kinds = [e["type"] for e in events]
-    assert kinds[0] == "token" and kinds[-2:] == ["sources", "done"] and set(kinds[:-2]) == {"token"}
+    # the same events, in the same order, as the local WebSocket and SSE (interfaces/wire.py)
+    assert kinds[0] == "sources" and kinds[-2:] == ["usage", "done"] and set(kinds[1:-2]) == {"token"}
     answer = events[-1]["answer"]
     assert "".join(e["text"] for e in events if e["type"] == "token") == answer["answer"]
     assert "1993" in answer["sources"][0]["excerpt"] and answer["sources"][0]["doc_id"] == "reports/sample.pdf"
@@ -297,7 +298,8 @@ def test_the_websocket_handler_answers_unchanged_from_a_knowledge_base(stack, mo
          "text": "Adobe made the PDF specification available free of charge in 1993. PDF became an ISO standard."},
         {"id": "other", "title": "Other", "tenant": "someone-else", "uri": "s3://kb-docs/other.md",
          "language": "en", "text": "Adobe made the PDF specification available free of charge in 2024."}]
-    kb = Stack.of(load_template(TEMPLATE), parameters={"KnowledgeBaseId": "KB12345678", "KnowledgeBaseMode": "answerer"})
+    kb = Stack.of(load_template(TEMPLATE),
+                  parameters={"KnowledgeBaseId": "KB12345678", "KnowledgeBaseMode": "answerer"})
     kb.refs.update(stack.refs)
     for key in ("RAGLINE_CHAT_MODEL", "RAGLINE_RETRIEVER", "RAGLINE_KNOWLEDGE_BASE_ID"):
         monkeypatch.setenv(key, kb.environment(load_template(TEMPLATE))[key])
@@ -307,7 +309,7 @@ def test_the_websocket_handler_answers_unchanged_from_a_knowledge_base(stack, mo
     out = handlers.websocket(ws_event("sendMessage", "conn-kb", {"action": "sendMessage", "question": QUESTION}),
                              LambdaContext(30))
     events = posted("conn-kb")
-    assert out["statusCode"] == 200 and [e["type"] for e in events][-2:] == ["sources", "done"]
+    assert out["statusCode"] == 200 and [e["type"] for e in events] == ["sources", "token", "usage", "done"]
     answer = events[-1]["answer"]
     assert answer["answer"] == "Adobe made the PDF specification available free of charge in 1993 [1]."
     assert [s["doc_id"] for s in answer["sources"]] == ["s3://kb-docs/pdf.md"]

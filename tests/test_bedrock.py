@@ -9,14 +9,13 @@ import re
 import numpy as np
 import pytest
 
+from ragline.compose import Ragline
 from ragline.errors import ConfigError, ModelError
 from ragline.providers.aws.bedrock import BedrockChatModel, TitanEmbedder
-from ragline.providers.chat import make_generator
 from ragline.resilience import ResilientChatModel, RetryPolicy, StreamInterruptedError
 from ragline.settings import Settings
 from ragline.testing.aws import FakeAWSModels
-from ragline.testing.fakes import FakeEmbedder
-from ragline.types import Deadline, Image, Message, Token, UsageEvent
+from ragline.types import Attempt, Deadline, Image, Message, Token, UsageEvent
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 PROMPT = [
@@ -30,14 +29,15 @@ PNG = base64.b64decode(
 
 def run(model, messages=PROMPT, **kw):
     events = list(model.stream(messages, max_tokens=64, **kw))
-    return "".join(e.text for e in events if isinstance(e, Token)), [e for e in events if isinstance(e, UsageEvent)]
+    return ("".join(e.text for e in events if isinstance(e, Token)), [e for e in events if isinstance(e, UsageEvent)],
+            [e for e in events if isinstance(e, Attempt)])
 
 
 def test_converse_stream_is_decoded_and_the_request_has_the_documented_shape():
     with FakeAWSModels() as aws:
         model = BedrockChatModel("anthropic.claude-3-haiku-20240307-v1:0", region="us-east-1",
                                  endpoint_url=aws.endpoint_url)
-        text, usage = run(model)
+        text, usage, _ = run(model)
         request = aws.chat_requests()[0]
     assert text == "Amazon Lex builds chatbots [1]."
     assert usage[0].usage.prompt_tokens == 120 and usage[0].usage.completion_tokens == 5
@@ -50,7 +50,7 @@ def test_converse_stream_is_decoded_and_the_request_has_the_documented_shape():
 def test_invoke_with_response_stream_sends_the_anthropic_messages_body():
     with FakeAWSModels() as aws:
         model = BedrockChatModel("anthropic.claude-3-haiku-20240307-v1:0", api="invoke", endpoint_url=aws.endpoint_url)
-        text, usage = run(model, [*PROMPT[:1], Message("user", PROMPT[1].content, (Image(PNG, "image/png"),))])
+        text, usage, _ = run(model, [*PROMPT[:1], Message("user", PROMPT[1].content, (Image(PNG, "image/png"),))])
         body = aws.chat_requests()[0]["body"]
     assert text == "Amazon Lex builds chatbots [1]."  # the fake answers 400 ValidationException on a wrong body
     assert usage[0].usage.prompt_tokens == 120 and usage[0].usage.completion_tokens == 5
@@ -78,10 +78,10 @@ def test_throttling_is_retried_with_backoff_and_access_denied_is_not():
     with FakeAWSModels(["throttle", "throttle", "ok"]) as aws:
         model = ResilientChatModel([BedrockChatModel("m.claude-3", endpoint_url=aws.endpoint_url)],
                                    RetryPolicy(3, 0.01, 0.02))
-        text, _ = run(model)
+        text, _, attempts = run(model)
     assert text.endswith("[1].")
-    assert ["ThrottlingException (throttled" in a.outcome for a in model.attempts[:2]] == [True, True]
-    assert model.attempts[-1].outcome == "ok"
+    assert ["ThrottlingException (throttled" in a.outcome for a in attempts[:2]] == [True, True]
+    assert attempts[-1].outcome == "ok"
     with FakeAWSModels(["denied"]) as aws:
         model = ResilientChatModel([BedrockChatModel("m.claude-3", endpoint_url=aws.endpoint_url)],
                                    RetryPolicy(3, 0.01, 0.02))
@@ -97,7 +97,8 @@ def test_throttling_inside_the_event_stream_keeps_the_text_so_far():
         seen = []
         with pytest.raises(StreamInterruptedError, match="throttlingException"):
             for event in model.stream(PROMPT, max_tokens=64):
-                seen.append(event.text)
+                if isinstance(event, Token):
+                    seen.append(event.text)
         assert seen == ["Amazon", " Lex"]
         assert len(aws.chat_requests()) == 1  # never restarted after text reached the caller
 
@@ -106,12 +107,12 @@ def test_regions_fail_over_in_order(tmp_path):
     with FakeAWSModels(["throttle", "throttle", "ok"]) as aws:
         settings = Settings(home=tmp_path, chat_model="bedrock", bedrock_regions=["us-east-1", "eu-west-1"],
                             aws_endpoint_url=aws.endpoint_url, retry_attempts=2, retry_base_delay=0.01)
-        model = make_generator(settings, FakeEmbedder())
-        text, _ = run(model)
+        model = Ragline(settings).chat_model("bedrock")
+        text, _, attempts = run(model)
         regions = [re.search(r"Credential=\w+/\d+/([\w-]+)/bedrock/", r["auth"]).group(1) for r in aws.requests]
     assert text.endswith("[1].")
     assert regions == ["us-east-1", "us-east-1", "eu-west-1"]  # signed for each region in turn
-    assert [a.model for a in model.attempts] == [
+    assert [a.model for a in attempts] == [
         "bedrock:anthropic.claude-3-haiku-20240307-v1:0@us-east-1"] * 2 + [
         "bedrock:anthropic.claude-3-haiku-20240307-v1:0@eu-west-1"]
 
@@ -120,7 +121,7 @@ def test_the_deadline_stops_a_slow_stream():
     with FakeAWSModels(["slow:0.3"]) as aws:
         model = BedrockChatModel("m.claude-3", endpoint_url=aws.endpoint_url)
         model._client()  # built once per process; not part of what the deadline measures here
-        text, _ = run(model, deadline=Deadline.after(1.0))
+        text, _, _ = run(model, deadline=Deadline.after(1.0))
     assert 0 < len(text.split()) < 5  # the whole answer (5 words, 2.1 s at this pace) never arrives
 
 

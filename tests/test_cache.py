@@ -81,8 +81,8 @@ def test_a_cold_process_answers_from_the_cache_without_loading_store_or_models(t
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")}
     env.update(RAGLINE_HOME=str(tmp_path / "home"), RAGLINE_CHAT_MODEL="extractive",
                RAGLINE_CONFIG=str(tmp_path / "absent.toml"))
-    ask = [sys.executable, "-m", "ragline.interfaces.cli", "ask", "--json", "What is Amazon Lex?"]
-    subprocess.run([sys.executable, "-m", "ragline.interfaces.cli", "ingest", str(tmp_path / "kb")], env=env, check=True,
+    ask = [sys.executable, "-m", "ragline", "ask", "--json", "What is Amazon Lex?"]
+    subprocess.run([sys.executable, "-m", "ragline", "ingest", str(tmp_path / "kb")], env=env, check=True,
                    capture_output=True)
     assert json.loads(subprocess.run(ask, env=env, check=True, capture_output=True).stdout)["cache"] == "miss"
     probe = textwrap.dedent("""
@@ -100,7 +100,7 @@ def test_a_cold_process_answers_from_the_cache_without_loading_store_or_models(t
 def test_cache_cli(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")}
     env.update(RAGLINE_HOME=str(tmp_path / "home"), RAGLINE_CONFIG=str(tmp_path / "absent.toml"))
-    run = [sys.executable, "-m", "ragline.interfaces.cli", "cache"]
+    run = [sys.executable, "-m", "ragline", "cache"]
     stats = json.loads(subprocess.run([*run, "stats"], env=env, check=True, capture_output=True, text=True).stdout)
     assert stats == {"entries": 0, "expired": 0, "hits": 0, "misses": 0, "index_version": 0}
     out = subprocess.run([*run, "clear"], env=env, check=True, capture_output=True, text=True).stdout

@@ -23,7 +23,7 @@ def run(home: Path, *args: str, check: bool = True, **settings: str) -> subproce
     env["RAGLINE_CONFIG"] = str(home / "absent.toml")
     env.update(settings)
     proc = subprocess.run(
-        [sys.executable, "-m", "ragline.interfaces.cli", "--home", str(home), *args],
+        [sys.executable, "-m", "ragline", "--home", str(home), *args],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
     if check:
@@ -68,9 +68,13 @@ def test_ask_json_with_filters(kb: Path) -> None:
 
 
 def test_show_prompt_prints_the_numbered_sources(kb: Path) -> None:
-    out = run(kb, "ask", "--show-prompt", "--model", "extractive", "--k", "1", "What is Amazon Lex?").stdout
+    out = run(kb, "ask", "--show-prompt", "--model", "local", "--max-tokens", "4", "--k", "1",
+              "What is Amazon Lex?").stdout
     assert "--- system ---\nYou answer questions using only the numbered sources provided." in out
     assert "[1] What Is Amazon Lex?" in out
+    assert out.index("--- answer ---") < out.rindex("Sources:")
+    extractive = run(kb, "ask", "--show-prompt", "--model", "extractive", "--k", "1", "What is Amazon Lex?").stdout
+    assert "--- no prompt: extractive answers without a language model ---" in extractive
 
 
 def test_ls_and_rm(kb: Path) -> None:
@@ -108,7 +112,7 @@ def test_user_errors_are_one_clear_line(kb: Path) -> None:
 def test_chat_keeps_going_until_ctrl_d(kb: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGLINE_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "ragline.interfaces.cli", "--home", str(kb), "chat", "--model", "extractive"],
+        [sys.executable, "-m", "ragline", "--home", str(kb), "chat", "--model", "extractive"],
         input="What is Amazon Lex?\n\nWhen is the launch?\n", capture_output=True, text=True, env=env,
         timeout=300, check=True,
     )

@@ -32,7 +32,7 @@ def test_local_defaults(make_app, tmp_path):
     assert statuses(results) == {"embedder": "ok", "registry": "ok", "store": "ok", "retriever": "unused",
                                  "chat model": "ok", "uploads": "unused"}
     by_part = {c.part: c for c in results}
-    assert by_part["store"].detail == "1 chunks for tenant default"
+    assert by_part["store"].detail == f"1 chunks in {app.settings.index_dir}"
     assert by_part["chat model"].detail.endswith("MB)") and ".gguf" in by_part["chat model"].detail
     assert render(results).endswith("every configured part answers")
 
@@ -70,7 +70,7 @@ def test_the_command_exits_1_and_names_the_failure_and_ingest_is_refused_when_an
                RAGLINE_RETRY_ATTEMPTS="1")
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ragline.interfaces.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "ragline", *args], capture_output=True, text=True,
                               env={**env, **extra}, timeout=120, check=False)
 
     doctor = run("doctor")

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ragline.providers.local.minilm import MiniLMEmbedder, QueryEmbeddingCache, embed_in_batches
+from ragline.ingest.pipeline import embed_in_batches
+from ragline.providers.local.minilm import MiniLMEmbedder
+from ragline.query.retrieval import QueryEmbeddingCache
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
 

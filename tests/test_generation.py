@@ -12,7 +12,7 @@ from ragline.errors import ConfigError, InputError, ModelUnavailableError
 from ragline.ingest.pipeline import expand_paths, source_items
 from ragline.providers.openai import OpenAIChatModel
 from ragline.query.engine import Query
-from ragline.types import Done, Message, Sources, Token
+from ragline.types import Done, Message, Sources, Token, UsageEvent
 
 from conftest import write
 
@@ -47,9 +47,10 @@ def test_stream_order_is_sources_tokens_done(make_app, tmp_path) -> None:
     app = ingest_lex(make_app(chat_model="extractive"), tmp_path)
     events = list(app.engine.stream(Query("How is Amazon Lex priced?", k=2)))
     assert isinstance(events[0], Sources)
-    assert all(isinstance(e, Token) for e in events[1:-1])
+    assert all(isinstance(e, Token) for e in events[1:-2])
+    assert isinstance(events[-2], UsageEvent)
     assert isinstance(events[-1], Done)
-    assert "".join(e.text for e in events[1:-1]).strip().startswith(events[-1].answer.text[:20])
+    assert "".join(e.text for e in events[1:-2]).strip().startswith(events[-1].answer.text[:20])
 
 
 def test_no_documents_means_i_dont_know(make_app) -> None:
@@ -79,7 +80,7 @@ def test_real_llama_cpp_answer_with_a_small_token_budget(make_app, tmp_path) -> 
     try:
         answer = app.engine.ask(Query("What is Amazon Lex?", k=2, max_tokens=24))
     finally:
-        app.generator.chain[0].close()
+        app.responder.close()
     assert answer.model == "SmolLM2-135M-Instruct.Q4_1"
     assert answer.text.strip()
     assert 0 < answer.usage.completion_tokens <= 24

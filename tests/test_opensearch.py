@@ -185,7 +185,7 @@ def test_the_cli_works_unchanged_on_opensearch(tmp_path, folder):
                    RAGLINE_CHAT_MODEL="extractive", RAGLINE_HOME=str(tmp_path / "home"))
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            proc = subprocess.run([sys.executable, "-m", "ragline.interfaces.cli", *args], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, "-m", "ragline", *args], capture_output=True, text=True,
                                   env=env, timeout=300, check=False)
             assert proc.returncode == 0, proc.stderr
             return proc

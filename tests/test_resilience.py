@@ -94,9 +94,8 @@ def test_deadline_mid_stream_keeps_the_text_so_far(make_remote) -> None:
 
 
 def test_full_jitter_bounds() -> None:
-    policy = RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=4.0)
-    rng = random.Random(7)
+    policy = RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=4.0, rng=random.Random(7))
     for retry, cap in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 4.0)]:
-        delays = [policy.delay(retry, rng) for _ in range(200)]
+        delays = [policy.delay(retry) for _ in range(200)]
         assert min(delays) >= 0.0 and max(delays) <= cap
         assert max(delays) > cap * 0.8  # the whole range is used, not a fixed sleep

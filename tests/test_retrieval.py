@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from ragline.ingest.pipeline import expand_paths, source_items
-from ragline.providers.local.lancedb import fuse, where_clause
+from ragline.providers.local.lancedb import where_clause
+from ragline.query.retrieval import fuse
 from ragline.types import Chunk, Hit
 
 from conftest import write
@@ -34,9 +35,7 @@ def app(make_store_app, tmp_path):
     paths = expand_paths([str(folder)])
     app.ingestor.run(source_items(paths, 10**6), tags=("team=ops",))
     write(tmp_path / "es", "gatos.md", "# Gatos\n\nLos gatos duermen casi todo el día.")
-    spanish = make_app(language="es")
-    spanish.__dict__["registry"] = app.registry
-    spanish.__dict__["store"] = app.store
+    spanish = make_app(parts={"registry": app.registry, "store": app.store}, language="es")
     spanish.ingestor.run(source_items(expand_paths([str(tmp_path / "es")]), 10**6), tags=("team=sales",))
     return app
 
@@ -71,8 +70,7 @@ def test_filters_language_source_and_tags(app) -> None:
 
 
 def test_another_tenant_sees_nothing(app, make_store_app) -> None:
-    other = make_store_app(tenant="acme")
-    other.__dict__["store"] = app.store
+    other = make_store_app(parts={"store": app.store}, tenant="acme")
     assert other.engine.retrieve("cats sleep", k=5) == []
     # a tenant filter in the request cannot widen the scope
     assert other.engine.retrieve("cats sleep", k=5, filters={"tenant": "default"}) == []
@@ -97,8 +95,7 @@ def test_reciprocal_rank_fusion() -> None:
 
 
 def test_hybrid_takes_fusion_depth_chunks_from_each_ranking(app, make_store_app, monkeypatch) -> None:
-    shallow = make_store_app(fusion_depth=3)
-    shallow.__dict__["store"] = app.store
+    shallow = make_store_app(parts={"store": app.store, "registry": app.registry}, fusion_depth=3)
     asked: list[tuple[str, int]] = []
     for name in ("search_vector", "search_text"):
         search = getattr(app.store, name)

@@ -46,7 +46,7 @@ def test_query_server_sent_events(server) -> None:
     kinds = [k for k, _ in events]
     assert kinds[0] == "sources" and kinds[-2:] == ["usage", "done"] and "token" in kinds
     text = "".join(d["text"] for k, d in events if k == "token")
-    assert "March" in text and events[-1][1]["answer"] == text.strip()
+    assert "March" in text and events[-1][1]["answer"]["answer"] == text.strip()
 
 
 def test_openai_sdk_against_chat_completions(server) -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from ragline.errors import ConfigError
-from ragline.providers.chat import workflow_models
 from ragline.providers.local.sqlite import SQLiteRegistry
 from ragline.settings import Settings
-from ragline.testing.fakes import EchoChatModel, FaultyOpenAIServer
+from ragline.testing.fakes import FaultyOpenAIServer
 from ragline.workflows.export import BEDROCK_INVOKE, export_asl
+from ragline.workflows.models import WorkflowModels
 from ragline.workflows.run import Workflow, load_workflow, render, run_workflow
 
 from conftest import write
@@ -27,7 +27,7 @@ CAR = {"vehicle": "2023 Toyota RAV4 Hybrid, 41 mpg, 7 airbags, 219 hp"}
 
 def remote_models(server: FaultyOpenAIServer, concurrency: int = 3):
     settings = Settings(chat_model="openai", openai_base_url=server.base_url, openai_model="m")
-    return workflow_models(settings, EchoChatModel(), concurrency)  # the embedder is not used by chat models
+    return WorkflowModels(settings, concurrency)
 
 
 def openai(workflow: Workflow) -> Workflow:
@@ -150,7 +150,7 @@ def test_map_export_and_escaping(tmp_path) -> None:
 def test_local_model_runs_the_example(tmp_path) -> None:
     settings = Settings(home=tmp_path / "h")
     started = time.perf_counter()
-    models = workflow_models(settings, EchoChatModel(), 3)
+    models = WorkflowModels(settings, 3)
     try:
         result = run_workflow(load_workflow(EXAMPLES / "car-advert.yaml").model_copy(update={"max_tokens": 16}),
                               CAR, models)

@@ -272,7 +272,7 @@ def import_profile(home: Path, base_url: str, question: str, top: int = 10) -> d
     for name in NAMES:
         cmd = commands(name, home, base_url, question)
         if name == "ragline":
-            cmd = [str(ROOT / ".venv" / "bin" / "python"), "-X", "importtime", "-m", "ragline.interfaces.cli", *cmd[1:]]
+            cmd = [str(ROOT / ".venv" / "bin" / "python"), "-X", "importtime", "-m", "ragline", *cmd[1:]]
         else:
             cmd = [cmd[0], "-X", "importtime", *cmd[1:]]
         err = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stderr

@@ -80,3 +80,14 @@ def validation_message(err: Any) -> str:
 def choices_message(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
     """Say that ``name`` is not a known ``kind`` and list the valid ones."""
     return f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}"
+
+
+def error_by_name(kind: str, message: str) -> RaglineError:
+    """The error an ``ErrorEvent`` names, rebuilt (its class keeps its HTTP status and exit code)."""
+    pending: list[type[RaglineError]] = [RaglineError]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == kind:
+            return cls(message)
+        pending.extend(cls.__subclasses__())
+    return RaglineError(message)

@@ -1,23 +1,28 @@
-"""Resilience around every chat model: deadline, retries with exponential backoff and full jitter, failover.
+"""Resilience, written once: retries with exponential backoff and full jitter, within a deadline; failover.
 
-Only faults that can pass are retried (throttling, 429/5xx, connection failures, timeouts), and only before the
-first token reached the caller: a stream that already produced text is never silently restarted. The deadline
-bounds everything, including the waits between attempts.
+``RetryPolicy.run`` is the one retry loop of every remote call (OpenSearch, DynamoDB batch writes, Titan, Kendra,
+knowledge bases); ``ResilientChatModel`` applies the same policy to streaming chat models and fails over along a
+chain. Only faults that can pass are retried (throttling, 429/5xx, connection failures, timeouts), and a stream
+is retried only before its first token reached the caller: text already streamed is never silently restarted.
+The deadline bounds everything, including the waits between attempts.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ragline.errors import ModelError, ModelUnavailableError
-from ragline.types import ChatModel, Deadline, Message, ModelEvent, Token
+from ragline.types import Attempt, Deadline, Message, ModelEvent, Token
 
 if TYPE_CHECKING:
+    from ragline.seams import ChatModel
     from ragline.settings import Settings
+
+T = TypeVar("T")
 
 
 class DeadlineExceededError(ModelUnavailableError):
@@ -30,44 +35,56 @@ class StreamInterruptedError(ModelUnavailableError):
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How many attempts per model, and how long to wait between them (full jitter)."""
+    """How many attempts per call, and how long to wait between them (full jitter)."""
 
     max_attempts: int = 3
     base_delay: float = 0.5
     max_delay: float = 8.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
         """The policy ``RAGLINE_RETRY_*`` describe."""
         return cls(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay)
 
-    def delay(self, retry: int, rng: random.Random) -> float:
+    def delay(self, retry: int) -> float:
         """Wait before retry number ``retry`` (1-based): uniform in [0, min(max_delay, base * 2**(retry-1))]."""
-        return rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (retry - 1)))
+        return self.rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (retry - 1)))
+
+    def wait_or_raise(self, err: Exception, attempt: int, deadline: Deadline | None, transient: bool) -> float:
+        """After failed attempt ``attempt``: sleep (and return the wait) when another may pass in time; else raise."""
+        if not transient or attempt >= self.max_attempts:
+            raise err
+        wait = self.delay(attempt)
+        if deadline is not None and wait >= deadline.remaining():
+            raise DeadlineExceededError(f"the deadline leaves no time to retry after: {err}") from err
+        self.sleep(wait)
+        return wait
+
+    def run(self, call: Callable[[], T], *, transient: Callable[[Exception], bool],
+            deadline: Deadline | None = None) -> T:
+        """``call()`` until it returns; errors ``transient`` accepts are retried, any other is raised at once."""
+        attempt = 1
+        while True:
+            try:
+                return call()
+            except Exception as err:
+                self.wait_or_raise(err, attempt, deadline, transient(err))
+            attempt += 1
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One call to one model, as the answer's metadata reports it."""
-
-    model: str
-    outcome: str  # "ok", or the error message
-    waited: float = 0.0
+def unavailable(err: Exception) -> bool:
+    """The usual ``transient`` test: the provider mapped the fault to ModelUnavailableError."""
+    return isinstance(err, ModelUnavailableError)
 
 
 @dataclass(slots=True)
 class ResilientChatModel:
-    """A ChatModel that tries a chain of models with retries; it records every attempt."""
+    """A ChatModel that tries a chain of models with retries, yielding an ``Attempt`` event for every call."""
 
     chain: Sequence[ChatModel]
     policy: RetryPolicy = field(default_factory=RetryPolicy)
-    sleep: Callable[[float], None] = time.sleep
-    rng: random.Random = field(default_factory=random.Random)
-    attempts: list[Attempt] = field(default_factory=list)
-
-    def for_call(self) -> ResilientChatModel:
-        """A copy sharing the models but with its own attempt log, so concurrent answers do not mix logs."""
-        return ResilientChatModel(self.chain, self.policy, self.sleep, self.rng)
 
     @property
     def name(self) -> str:
@@ -77,18 +94,27 @@ class ResilientChatModel:
     @property
     def accepts_images(self) -> bool:
         """True when every model of the chain takes images (a failover must be able to answer too)."""
-        return all(getattr(m, "accepts_images", False) for m in self.chain)
+        return all(m.accepts_images for m in self.chain)
 
     @property
     def context_tokens(self) -> int:
         """The smallest context of the chain, so the prompt fits whichever model answers."""
         return min(m.context_tokens for m in self.chain)
 
+    def describe(self) -> str:
+        """The first model's check, and the failover chain behind it."""
+        behind = f"; then {', '.join(m.name for m in self.chain[1:])}" if len(self.chain) > 1 else ""
+        return self.chain[0].describe() + behind
+
+    def close(self) -> None:
+        """Close every model of the chain."""
+        for model in self.chain:
+            model.close()
+
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int, deadline: Deadline | None = None
-    ) -> Iterator[ModelEvent]:
+    ) -> Generator[ModelEvent, None, None]:
         """Stream from the first model that answers; raise the last error if none does."""
-        self.attempts = []
         last: ModelError | None = None
         for model in self.chain:
             waited = 0.0
@@ -101,24 +127,18 @@ class ResilientChatModel:
                         streamed = streamed or isinstance(event, Token)
                         yield event
                 except ModelUnavailableError as err:
-                    self.attempts.append(Attempt(model.name, str(err), waited))
+                    yield Attempt(model.name, str(err), waited)
                     if streamed:
                         raise StreamInterruptedError(f"{model.name} failed mid-answer: {err}") from err
                     last = err
                     if attempt == self.policy.max_attempts:
                         break
-                    waited = self.policy.delay(attempt, self.rng)
-                    if deadline is not None and waited >= deadline.remaining():
-                        raise DeadlineExceededError(
-                            f"the deadline leaves no time to retry after: {err}"
-                        ) from err
-                    self.sleep(waited)
+                    waited = self.policy.wait_or_raise(err, attempt, deadline, transient=True)
                 except ModelError as err:  # permanent for this model (bad request, auth): next in the chain
-                    self.attempts.append(Attempt(model.name, str(err), waited))
+                    yield Attempt(model.name, str(err), waited)
                     last = err
                     break
                 else:
-                    self.attempts.append(Attempt(model.name, "ok", waited))
+                    yield Attempt(model.name, "ok", waited)
                     return
         raise last if last is not None else ModelError("no chat model is configured")
-

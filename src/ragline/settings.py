@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     cache_ttl: float = Field(86400.0, gt=0, description="seconds a cached answer lives")
     cache_size: int = Field(256, ge=0, description="answers kept in memory in front of the registry")
     cache_conversations: bool = Field(False, description="also cache turns that carry conversation history")
+    conversation_turns: int = Field(4, ge=0, le=50, description="turns (question and answer) a conversation keeps")
 
     store: StoreKind = Field("lancedb", description="where ragline's own chunks live: lancedb or opensearch")
     opensearch_url: str | None = Field(None, description="OpenSearch endpoint, e.g. https://ID.REGION.aoss.amazonaws.com")

@@ -1,11 +1,20 @@
-"""The domain's nouns (Section, Chunk, Hit, Source, Citation, Answer), stream events, and one Protocol per seam."""
+"""The domain's nouns (Section, Chunk, Hit, Source, Citation, Query, Answer) and the answer stream's events.
+
+The event contract: ``Engine.stream`` yields ``Sources`` (once, before any text), ``Token``…, ``UsageEvent``, then
+``Done`` (the whole checked answer); or, at any point, one ``ErrorEvent`` that ends the stream. ``PromptEvent``
+comes before the tokens only when the query asks for it (``--show-prompt``). ``Attempt`` events are the models'
+own (one per call made) and are collected into the answer, not passed on. Every interface only translates these
+(``interfaces/wire.py``).
+
+The seams' Protocols are in ``seams.py``.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -178,7 +187,7 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class Sources:
-    """The numbered sources the answer may cite."""
+    """The numbered sources the answer may cite; comes once, before any Token."""
 
     sources: list[Source]
     type: Literal["sources"] = "sources"
@@ -186,10 +195,32 @@ class Sources:
 
 @dataclass(frozen=True, slots=True)
 class UsageEvent:
-    """Token usage reported by the model."""
+    """Token usage of the answer (after the last Token)."""
 
     usage: Usage
     type: Literal["usage"] = "usage"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call to one model, as the answer's metadata reports it (a model event, collected by the engine)."""
+
+    model: str
+    outcome: str  # "ok", or the error message
+    waited: float = 0.0
+    type: Literal["attempt"] = "attempt"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"model": self.model, "outcome": self.outcome, "waited_s": round(self.waited, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class PromptEvent:
+    """The exact messages sent to the model (only when the query asks: ``show_prompt``)."""
+
+    messages: tuple[Message, ...]
+    type: Literal["prompt"] = "prompt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,14 +233,16 @@ class Done:
 
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
-    """A failure after the stream began."""
+    """The failure that ended the stream; ``kind`` is the RaglineError's class name (also the HTTP mapping's)."""
 
+    kind: str
     message: str
     type: Literal["error"] = "error"
 
 
-Event = Token | Sources | UsageEvent | Done | ErrorEvent
-ModelEvent = Token | UsageEvent
+Event = Sources | PromptEvent | Token | UsageEvent | Done | ErrorEvent
+ModelEvent = Token | UsageEvent | Attempt
+ResponseEvent = Sources | PromptEvent | Token | UsageEvent | Attempt
 
 
 IMAGE_TYPES = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
@@ -275,136 +308,17 @@ class Deadline:
         return self.remaining() <= 0
 
 
-# Seams.
-@runtime_checkable
-class Parser(Protocol):
-    """Bytes of one media type to a parsed document."""
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One question and how to answer it (built from a request by ``interfaces/requests.py``)."""
 
-    def parse(self, data: bytes, name: str) -> ParsedDocument:
-        """Parse ``data``; ``name`` gives the file name for titles and messages."""
-        ...
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Turns texts into L2-normalised vectors."""
-
-    name: str
-    dimension: int
-
-    def embed_batch(self, texts: Sequence[str]) -> Vectors:
-        """One vector per text, shape (len(texts), dimension)."""
-        ...
-
-    def count_tokens(self, text: str) -> int:
-        """Length of ``text`` in this model's tokens."""
-        ...
-
-
-@runtime_checkable
-class ChatModel(Protocol):
-    """Generates an answer as a stream of events from a list of messages."""
-
-    @property
-    def name(self) -> str:
-        """The model's name as answers report it."""
-        ...
-
-    @property
-    def context_tokens(self) -> int:
-        """The model's context window, in tokens."""
-        ...
-
-    def stream(
-        self, messages: Sequence[Message], *, max_tokens: int, deadline: Deadline | None = None
-    ) -> Iterator[ModelEvent]:
-        """Yield Token events, and a UsageEvent when the model reports usage; give up at the deadline."""
-        ...
-
-
-@runtime_checkable
-class Answerer(Protocol):
-    """A generator that needs no prompt: picks the answer from the sources (extractive)."""
-
-    name: str
-
-    def answer(self, question: str, sources: Sequence[Source]) -> Iterator[ModelEvent]:
-        """Yield the answer's Token events."""
-        ...
-
-
-class GroundedReply(Protocol):
-    """A one-call answer being streamed: its tokens, then the sources it cites and where."""
-
-    sources: list[Source]
-
-    def __iter__(self) -> Iterator[ModelEvent]:
-        """The answer's Token events."""
-        ...
-
-    def marks(self, text: str) -> list[tuple[int, tuple[int, ...]]]:
-        """(offset in ``text``, source numbers): where each cited passage ends."""
-        ...
-
-    def close(self) -> None:
-        """Stop the answer."""
-        ...
-
-
-@runtime_checkable
-class OneCallAnswerer(Protocol):
-    """Retrieves and answers in one call (Bedrock RetrieveAndGenerate): ragline neither retrieves nor prompts."""
-
-    name: str
-
-    def respond(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str,
-                deadline: Deadline | None = None) -> GroundedReply:
-        """Start the answer."""
-        ...
-
-
-@runtime_checkable
-class Retriever(Protocol):
-    """Finds the passages for a question (used instead of the store's own search, e.g. Amazon Kendra)."""
-
-    name: str
-
-    def retrieve(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str) -> list[Hit]:
-        """The best ``k`` passages for the question, limited to the tenant."""
-        ...
-
-
-@runtime_checkable
-class Store(Protocol):
-    """Where ragline's own chunks live (LanceDB, OpenSearch): writes by document, vector and BM25 search."""
-
-    dimension: int
-
-    def replace_documents(
-        self, tenant: str, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: Vectors, *, fresh: bool
-    ) -> None:
-        """Make ``chunks`` the whole content of ``doc_ids`` (``fresh``: none of them is stored yet)."""
-        ...
-
-    def delete_document(self, tenant: str, doc_id: str) -> None:
-        """Remove every chunk of one document."""
-        ...
-
-    def refresh_indexes(self) -> None:
-        """Make what was written searchable (full-text index, refresh)."""
-        ...
-
-    def count(self, filters: Mapping[str, str] | None = None) -> int:
-        """Chunks matching ``filters``."""
-        ...
-
-    def search_vector(self, vector: Vectors, k: int, filters: Mapping[str, str]) -> list[Hit]:
-        """Nearest chunks by cosine similarity; score (1 + cosine) / 2."""
-        ...
-
-    def search_text(self, text: str, k: int, filters: Mapping[str, str]) -> list[Hit]:
-        """Best chunks by BM25 over title, breadcrumb and text."""
-        ...
-
-
-AnswerModel = ChatModel | Answerer | OneCallAnswerer  # what the settings' chat_model builds
+    question: str
+    filters: Mapping[str, str] = field(default_factory=dict)
+    k: int = 5
+    mode: str = "hybrid"
+    history: Sequence[Message] = ()
+    max_tokens: int = 256
+    deadline: float | None = None  # seconds for the whole answer; at the deadline the answer is partial
+    use_cache: bool = True
+    images: Sequence[Image] = ()  # pictures sent with the question, for models that take images
+    show_prompt: bool = False  # emit a PromptEvent with the exact messages before the answer

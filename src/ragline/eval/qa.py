@@ -25,8 +25,8 @@ from typing import Any
 
 from ragline.errors import InputError
 from ragline.query.citations import MARKER, marker_numbers
-from ragline.query.engine import Engine, Query
-from ragline.types import Answer, Done, Source, Token
+from ragline.query.engine import Engine
+from ragline.types import Answer, Done, ErrorEvent, Query, Source, Token
 
 KS = (1, 5, 10)
 SUPPORT_SHARE = 0.6
@@ -265,6 +265,8 @@ def evaluate_question(engine: Engine, item: QAItem, *, k: int, mode: str, max_to
                 raw.append(event.text)
             elif isinstance(event, Done):
                 answer = event.answer
+            elif isinstance(event, ErrorEvent):
+                error = f"{event.kind}: {event.message}"
     except Exception as err:
         error = f"{type(err).__name__}: {err}"
     # Ranks come from a deeper retrieval after the answer, so that the answer's own timings are cold.

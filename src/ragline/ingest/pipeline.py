@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ragline.errors import InputError, ParseError
 from ragline.ingest.chunking import Chunker
 from ragline.ingest.parsing import CORPUS_SUFFIXES, markdown_sections, parse
-from ragline.providers.local.minilm import embed_in_batches
-from ragline.providers.local.sqlite import DocumentRecord, Registry, now
-from ragline.types import Chunk, Embedder, ParsedDocument, Section, Store
+from ragline.seams import Catalog, DocumentRecord, Embedder, Store
+from ragline.types import Chunk, ParsedDocument, Section, Vectors
 
 BATCH_CHUNKS = 512
 # Bump when parsing or chunking changes what a document becomes: every document is then re-ingested.
@@ -176,7 +177,7 @@ class Ingestor:
         self,
         *,
         store: Store,
-        registry: Registry,
+        registry: Catalog,
         embedder: Embedder,
         chunker: Chunker,
         tenant: str,
@@ -238,7 +239,7 @@ class Ingestor:
         # A failed new version leaves the previous good one in place: only unknown documents get a row.
         if self.registry.get(self.tenant, item.doc_id) is None:
             self.registry.put_many(
-                [DocumentRecord(self.tenant, item.doc_id, "", item.sha256, "failed", 0, item.size, now(), reason)]
+                [DocumentRecord(self.tenant, item.doc_id, "", item.sha256, "failed", 0, item.size, time.time(), reason)]
             )
 
     def _write(
@@ -254,7 +255,7 @@ class Ingestor:
         fresh = all(known.get(item.doc_id, ("", "failed"))[1] != "ready" for item, _, _ in batch)
         doc_ids = [item.doc_id for item, _, _ in batch]
         self.store.replace_documents(self.tenant, doc_ids, chunks, vectors, fresh=fresh)
-        stamp = now()
+        stamp = time.time()
         self.registry.put_many(
             [
                 DocumentRecord(self.tenant, item.doc_id, doc.title, item.sha256, "ready", len(cs), item.size, stamp)
@@ -277,3 +278,15 @@ class Ingestor:
         self.registry.delete(self.tenant, doc_id)
         self.registry.bump_index_version(self.tenant)
         return True
+
+
+def embed_in_batches(embedder: Embedder, texts: Sequence[str], batch_size: int) -> Vectors:
+    """Embed many texts, batching texts of similar length together to waste little padding."""
+    if not texts:
+        return np.zeros((0, embedder.dimension), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        out[idx] = embedder.embed_batch([texts[i] for i in idx])
+    return out

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ragline.errors import AuthError, ConfigError
-from ragline.providers.local.sqlite import Registry
+from ragline.seams import KeyStore
 from ragline.settings import Settings
 
 KEY_PREFIX = "rl_"
@@ -23,7 +23,7 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(registry: Registry, tenant: str, name: str = "") -> tuple[str, str]:
+def create_key(registry: KeyStore, tenant: str, name: str = "") -> tuple[str, str]:
     """A new key for ``tenant``: (key id, the key). The key is not stored and cannot be shown again."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     key_id = hash_key(key)[:12]
@@ -34,7 +34,7 @@ def create_key(registry: Registry, tenant: str, name: str = "") -> tuple[str, st
 class Authenticator:
     """Turns request credentials into a tenant, or raises AuthError (401)."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(self, settings: Settings, registry: KeyStore) -> None:
         self.settings = settings
         self.registry = registry
         self._jwks: Any = None

@@ -14,7 +14,6 @@ from typing import Any
 
 from ragline.compose import Ragline
 from ragline.errors import RaglineError
-from ragline.types import ChatModel, Message, OneCallAnswerer, Token
 
 
 @dataclass(slots=True)
@@ -50,46 +49,24 @@ def _store_label(app: Ragline) -> str:
     return f"lancedb {s.index_dir}"
 
 
-def _probe_store(app: Ragline) -> str:
-    store = app.store
-    info = getattr(store, "info", None)
-    if info is not None:
-        state = info()
-        if not state["exists"]:
-            return f"reachable (auth {state['auth']}); the index is created at the first ingest"
-        return f"{state['chunks']:,} chunks, {state['dimension']} dimensions (auth {state['auth']})"
-    return f"{store.count({'tenant': app.settings.tenant}):,} chunks for tenant {app.settings.tenant}"
+def _describe_store(app: Ragline) -> Callable[[], str]:
+    def probe() -> str:
+        return app.store.describe()
+
+    return probe
+
+
+def _describe_responder(app: Ragline) -> Callable[[], str]:
+    def probe() -> str:
+        return app.responder.describe()
+
+    return probe
 
 
 def _probe_retriever(app: Ragline) -> str:
-    retriever = app.retriever
-    assert retriever is not None
-    hits = retriever.retrieve("ragline doctor", k=1, filters={}, tenant=app.settings.tenant)
+    hits = app.retriever.retrieve("ragline doctor", k=1, mode=app.settings.retrieval, filters={},
+                                  tenant=app.settings.tenant)
     return f"answered Retrieve ({len(hits)} result{'s' if len(hits) != 1 else ''})"
-
-
-def _probe_chat(app: Ragline) -> str:
-    generator = app.generator
-    chain = getattr(generator, "chain", None)
-    model = chain[0] if chain else generator
-    if isinstance(model, OneCallAnswerer):
-        from ragline.providers.aws.knowledge_base import KnowledgeBaseRetriever
-        from ragline.providers.chat import knowledge_base_options
-
-        s = app.settings
-        kb = KnowledgeBaseRetriever(s.knowledge_base_id or "", **knowledge_base_options(s))
-        kb.retrieve("ragline doctor", k=1, filters={}, tenant=s.tenant)
-        return "the knowledge base answers Retrieve; its model is first called by the first question"
-    if not isinstance(model, ChatModel):
-        return "needs no model"
-    path = getattr(model, "path", None)
-    if path is not None:  # a local GGUF: the file is what can be missing; loading it is the first answer's job
-        if not path.is_file():
-            raise RaglineError(f"GGUF model file not found: {path}")
-        return f"{path} ({path.stat().st_size / 1e6:.0f} MB)"
-    text = "".join(e.text for e in model.stream([Message("user", "Say OK.")], max_tokens=1)
-                   if isinstance(e, Token))
-    return f"answered a one-token request ({text.strip()!r})"
 
 
 def _probe_bucket(app: Ragline) -> str:
@@ -113,7 +90,7 @@ def checks(app: Ragline) -> list[Check]:
              lambda: f"index version {app.registry.index_version(s.tenant)} for tenant {s.tenant}"),
     ]
     store = Check("store", _store_label(app))
-    out.append(_run(store, lambda: _probe_store(app)) if own_store else _unused(store, "answers come from elsewhere"))
+    out.append(_run(store, _describe_store(app)) if own_store else _unused(store, "answers come from elsewhere"))
     retriever = Check("retriever", s.retriever + {"kendra": f" index {s.kendra_index_id}",
                                                   "knowledge-base": f" {s.knowledge_base_id}"}.get(s.retriever, ""))
     if s.retriever == "store":
@@ -124,7 +101,7 @@ def checks(app: Ragline) -> list[Check]:
         out.append(_run(retriever, lambda: _probe_retriever(app)))
     model = {"bedrock": f"bedrock {s.bedrock_model_id}", "openai": f"openai {s.openai_model}",
              "knowledge-base": f"knowledge-base {s.knowledge_base_id} with {s.bedrock_model_id}"}
-    out.append(_run(Check("chat model", model.get(s.chat_model, s.chat_model)), lambda: _probe_chat(app)))
+    out.append(_run(Check("chat model", model.get(s.chat_model, s.chat_model)), _describe_responder(app)))
     bucket = Check("uploads", f"s3://{s.uploads_bucket}" if s.uploads_bucket else "local (HOME)")
     out.append(_run(bucket, lambda: _probe_bucket(app)) if s.uploads_bucket else _unused(bucket, "uploads stay local"))
     return out

@@ -6,10 +6,11 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from ragline.errors import ConfigError, ModelError, ModelUnavailableError
+from ragline.providers.probe import one_token_reply
 from ragline.types import Deadline, Message, ModelEvent, Token, Usage, UsageEvent
 
 
@@ -81,9 +82,15 @@ class OpenAIChatModel:
         key = os.environ.get(self._api_key_env, "")
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    accepts_images = False
+
+    def describe(self) -> str:
+        """A one-token request, as the first answer would make it."""
+        return one_token_reply(self)
+
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int, deadline: Deadline | None = None
-    ) -> Iterator[ModelEvent]:
+    ) -> Generator[ModelEvent, None, None]:
         """Stream the reply; HTTP and network failures become ModelError / ModelUnavailableError.
 
         The read timeout never exceeds what is left of the deadline, so a stalled server cannot hold the caller

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any
@@ -157,12 +155,10 @@ class OpenSearchStore:
         self.engine, self.hybrid = engine, hybrid
         if engine not in ENGINES:
             raise ConfigError(f"unknown OpenSearch k-NN engine {engine!r}; valid: {', '.join(ENGINES)}")
-        self.native_hybrid = hybrid == "pipeline"
         self.pipeline = f"{index}-hybrid"
         self._basic = (username, password or "") if username else None
         self._timeout = timeout
         self._policy = policy or RetryPolicy()
-        self._rng = random.Random()
         self._ready = False
         self._lock = threading.Lock()
 
@@ -231,21 +227,19 @@ class OpenSearchStore:
             content_type = "application/x-ndjson"
         else:
             data, content_type = (b"" if body is None else json.dumps(body).encode()), "application/json"
-        for attempt in range(1, self._policy.max_attempts + 1):
-            headers = self._headers(method, url, data, content_type)
+
+        def once() -> Any:
+            headers = self._headers(method, url, data, content_type)  # signed anew: SigV4 signatures expire
             try:
                 response = self._http.request(method, url, body=data or None, headers=headers)
             except urllib3.exceptions.HTTPError as err:
-                failure: OpenSearchError = OpenSearchError(f"OpenSearch at {self.url}: cannot connect ({err})", 0)
-            else:
-                if response.status < 400:
-                    return json.loads(response.data) if response.data and method != "HEAD" else {}
-                failure = self._error(response.status, response.data)
-                if response.status not in _TRANSIENT:
-                    raise failure
-            if attempt < self._policy.max_attempts:
-                time.sleep(self._policy.delay(attempt, self._rng))
-        raise failure
+                raise OpenSearchError(f"OpenSearch at {self.url}: cannot connect ({err})", 0) from err
+            if response.status >= 400:
+                raise self._error(response.status, response.data)
+            return json.loads(response.data) if response.data and method != "HEAD" else {}
+
+        return self._policy.run(once, transient=lambda err: isinstance(err, OpenSearchError) and (
+            err.status == 0 or err.status in _TRANSIENT))
 
     def _error(self, status: int, data: bytes) -> OpenSearchError:
         try:
@@ -268,11 +262,12 @@ class OpenSearchStore:
 
     # --- index ------------------------------------------------------------------------------------------------
 
-    def info(self) -> dict[str, Any]:
-        """The index's state: whether it exists, its vector dimension and chunk count (for ``ragline doctor``)."""
+    def describe(self) -> str:
+        """Whether the index exists, its vector dimension and chunk count (for ``ragline doctor``)."""
         mapping = self._mapping()
-        return {"url": self.url, "index": self.index, "auth": self.auth, "exists": mapping is not None,
-                "dimension": mapping, "chunks": self.count() if mapping is not None else 0}
+        if mapping is None:
+            return f"reachable (auth {self.auth}); the index is created at the first ingest"
+        return f"{self.count({}):,} chunks, {mapping} dimensions (auth {self.auth})"
 
     def _mapping(self) -> int | None:
         """The index's vector dimension, or None when the index does not exist."""
@@ -304,7 +299,7 @@ class OpenSearchStore:
                     f"{self.dimension}; vectors of different models are not comparable: use another index "
                     "(RAGLINE_OPENSEARCH_INDEX) or re-ingest into an empty one"
                 )
-            if self.native_hybrid:
+            if self.hybrid == "pipeline":
                 self.request("PUT", f"_search/pipeline/{self.pipeline}", pipeline_body())
             self._ready = True
 

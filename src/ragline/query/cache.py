@@ -16,8 +16,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ragline.providers.local.sqlite import Registry
 from ragline.query.prompts import PROMPT_VERSION
+from ragline.seams import AnswerStore
 
 _SPACE = re.compile(r"\s+")
 
@@ -31,7 +31,7 @@ class AnswerCache:
     """Cached answers (as JSON-ready dicts) with a TTL."""
 
     def __init__(
-        self, registry: Registry, *, ttl: float = 86400.0, size: int = 256,
+        self, registry: AnswerStore, *, ttl: float = 86400.0, size: int = 256,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registry = registry

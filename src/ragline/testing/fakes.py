@@ -7,7 +7,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -45,10 +45,18 @@ class EchoChatModel:
 
     name = "echo"
     context_tokens = 4096
+    accepts_images = False
+
+    def describe(self) -> str:
+        """Always answers."""
+        return "echoes source [1]"
+
+    def close(self) -> None:
+        """Nothing to free."""
 
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int, deadline: Deadline | None = None
-    ) -> Iterator[ModelEvent]:
+    ) -> Generator[ModelEvent, None, None]:
         """Yield the answer word by word."""
         match = re.search(r"^\[1\] [^\n]*\n([^\n]+)", messages[-1].content, re.MULTILINE)
         text = f"{match.group(1).split('. ')[0].rstrip('.')} [1]." if match else "I don't know."

@@ -35,7 +35,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ragline.errors import ConfigError, InputError, validation_message
-from ragline.types import ChatModel, Message, Token
+from ragline.seams import ChatModel
+from ragline.types import Message, Token
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
 

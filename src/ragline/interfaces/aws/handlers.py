@@ -11,8 +11,9 @@ sets them) and reuse it across invocations.
   the document's registry row and in the log.
 * ``websocket``: ``$connect`` checks the Cognito JWT (``?token=`` or the Authorization header) and records the
   connection with its tenant; ``$disconnect`` forgets it; ``sendMessage`` answers
-  ``{"question", "conversation_id"?, "k"?, "filters"?}`` by posting ``token`` events (coalesced), then
-  ``sources``, then ``done`` through the API Gateway Management API. A gone connection (410) stops the model.
+  ``{"question", "conversation_id"?, "k"?, "filters"?, "model"?}`` by posting the answer's events as
+  ``interfaces/wire.py`` encodes them (the local WebSocket's format; ``token`` events coalesced) through the API
+  Gateway Management API. A gone connection (410) stops the model.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from urllib.parse import unquote_plus
 from ragline.compose import Ragline
 from ragline.errors import AuthError, InputError, RaglineError
 from ragline.ingest.pipeline import bytes_item, oversized_item
+from ragline.interfaces.requests import QueryRequest
+from ragline.interfaces.turns import Turns
+from ragline.interfaces.wire import error_json, event_json
 from ragline.providers.aws.clients import client, error_code
-from ragline.providers.local.sqlite import DocumentRecord
-from ragline.query.engine import Query
+from ragline.seams import DocumentRecord
 from ragline.settings import Settings
-from ragline.types import Done, Message, Sources, Token
+from ragline.types import Token
 
 log = logging.getLogger("ragline.interfaces.aws")
 UPLOADS = "uploads/"
@@ -122,7 +125,7 @@ def websocket(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     rag = _rag()
     request = event["requestContext"]
     route, connection = request["routeKey"], request["connectionId"]
-    registry = _connections(rag)
+    registry = rag.connections
     if route == "$connect":
         from ragline.interfaces.auth import Authenticator
 
@@ -139,12 +142,6 @@ def websocket(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         registry.connection_delete(connection)
         return {"statusCode": 200}
     return _send_message(rag, event, context)
-
-
-def _connections(rag: Ragline) -> Any:
-    if not hasattr(rag.registry, "connection_put"):
-        raise RaglineError("the WebSocket handler keeps connections in DynamoDB: set RAGLINE_REGISTRY=dynamodb")
-    return rag.registry
 
 
 class _Poster:
@@ -172,71 +169,50 @@ class _Poster:
 
 
 def _send_message(rag: Ragline, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """One turn: the answer's events posted as the wire encodes them, tokens coalesced; sources come first."""
     request = event["requestContext"]
     post = _Poster(rag, request)
-    tenant = _connections(rag).connection_tenant(request["connectionId"])
+    tenant = rag.connections.connection_tenant(request["connectionId"])
     if tenant is None:
-        post({"type": "error", "message": "this connection is not signed in; reconnect with a token"})
+        post(error_json(AuthError("this connection is not signed in; reconnect with a token")))
         return {"statusCode": 403}
     try:
         body = json.loads(event.get("body") or "{}")
-        query = _query(rag, tenant, body, context)
+        if not isinstance(body, dict) or not isinstance(body.get("question"), str):
+            raise InputError('send {"action": "sendMessage", "question": "..."}')
+        ask = QueryRequest(question=body["question"], k=body.get("k"), filters=body.get("filters") or {})
     except (ValueError, TypeError, RaglineError) as err:
-        post({"type": "error", "message": str(err)})
+        post(error_json(err if isinstance(err, RaglineError) else InputError(f"malformed message: {err}")))
         return {"statusCode": 400}
-    view = rag.for_tenant(tenant)
-    stream = view.engine.stream(query)
-    sources: list[Any] = []
+    time_left = None
+    if context is not None:  # never run into the Lambda timeout: answer partial before it
+        time_left = context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN
+    events = _turns(rag).answer(tenant, ask, model=str(body.get("model") or "ragline"),
+                                conversation=str(body.get("conversation_id") or ""), time_left=time_left)
     pending: list[str] = []
     last = time.monotonic()
     try:
-        for item in stream:
-            if isinstance(item, Sources):
-                sources = [s.as_dict() for s in item.sources]
-            elif isinstance(item, Token):
+        for item in events:
+            out = item
+            if isinstance(item, Token):  # one post per group of tokens at most FLUSH_SECONDS apart
                 pending.append(item.text)
-                if time.monotonic() - last >= FLUSH_SECONDS:
-                    if not post({"type": "token", "text": "".join(pending)}):
-                        break
-                    pending, last = [], time.monotonic()
-            elif isinstance(item, Done):
-                if pending and not post({"type": "token", "text": "".join(pending)}):
-                    break
-                post({"type": "sources", "sources": sources})
-                post({"type": "done", "answer": item.answer.as_dict()})
-                _remember(rag, tenant, body, query.question, item.answer.text)
-    except RaglineError as err:
-        post({"type": "error", "message": str(err)})
+                if time.monotonic() - last < FLUSH_SECONDS:
+                    continue
+                out = Token("".join(pending))
+            elif pending and not post(event_json(Token("".join(pending)))):
+                break
+            pending, last = [], time.monotonic()
+            if not post(event_json(out)):
+                break
     finally:
-        stream.close()  # a gone client stops the model here
+        events.close()  # a gone client stops the model here
     if post.gone:
-        _connections(rag).connection_delete(request["connectionId"])
+        rag.connections.connection_delete(request["connectionId"])
         log.info(json.dumps({"stage": "websocket", "gone": request["connectionId"], "posts": post.posts}))
         return {"statusCode": 410}
     return {"statusCode": 200}
 
 
-def _query(rag: Ragline, tenant: str, body: dict[str, Any], context: Any) -> Query:
-    question = body.get("question")
-    if not isinstance(question, str):
-        raise InputError('send {"action": "sendMessage", "question": "..."}')
-    deadline = rag.settings.deadline
-    if context is not None:  # never run into the Lambda timeout: answer partial before it
-        left = context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN
-        deadline = max(1.0, min(deadline or left, left))
-    history: tuple[Message, ...] = ()
-    conversation = body.get("conversation_id")
-    if conversation:
-        history = tuple(_connections(rag).conversation(f"{tenant}#{conversation}"))
-    return Query(
-        question=question, filters={str(k): str(v) for k, v in (body.get("filters") or {}).items()},
-        k=int(body.get("k") or rag.settings.k), mode=rag.settings.retrieval, history=history,
-        max_tokens=rag.settings.max_tokens, deadline=deadline,
-    )
-
-
-def _remember(rag: Ragline, tenant: str, body: dict[str, Any], question: str, answer: str) -> None:
-    conversation = body.get("conversation_id")
-    if conversation:
-        _connections(rag).conversation_add(f"{tenant}#{conversation}", question, answer)
-
+@cache
+def _turns(rag: Ragline) -> Turns:
+    return Turns(rag)

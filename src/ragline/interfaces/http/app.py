@@ -28,12 +28,14 @@ from ragline.ingest.jobs import JobQueue, safe_name
 from ragline.ingest.parsing import SUPPORTED
 from ragline.ingest.pipeline import human_size
 from ragline.interfaces.auth import Authenticator
-from ragline.interfaces.http.events import completion, completion_chunks, sse_stream
 from ragline.interfaces.http.metrics import Metrics
+from ragline.interfaces.http.openai import collect, completion, completion_chunks
 from ragline.interfaces.http.websocket import add_websocket
-from ragline.query.engine import Engine, Query
+from ragline.interfaces.requests import QueryRequest, query_for
+from ragline.interfaces.turns import MODELS, Turns
+from ragline.interfaces.wire import sse_stream
 from ragline.settings import Settings
-from ragline.types import Answer, Image, Message
+from ragline.types import Done, Event, Message
 
 STATUS: list[tuple[type[errors.RaglineError], int]] = [
     (errors.AuthError, 401),
@@ -52,37 +54,6 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def status_for(err: errors.RaglineError) -> int:
     """The HTTP status of an error."""
     return next((code for kind, code in STATUS if isinstance(err, kind)), 500)
-
-class ImageIn(BaseModel):
-    """A picture sent with the question (base64), for models that take images."""
-
-    media_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
-    data: str = Field(description="base64 of the image bytes")
-
-    def image(self) -> Image:
-        """The decoded image."""
-        import base64
-        import binascii
-
-        try:
-            raw = base64.b64decode(self.data, validate=True)
-        except binascii.Error as err:
-            raise errors.InputError("images[].data is not valid base64") from err
-        return Image.from_bytes(raw, "image." + self.media_type.split("/")[1])
-
-
-class QueryRequest(BaseModel):
-    """A question for ``POST /v1/query``."""
-
-    question: str = Field(min_length=1)
-    filters: dict[str, str] = Field(default_factory=dict)
-    k: int | None = Field(None, ge=1, le=100)
-    mode: Literal["hybrid", "vector", "bm25"] | None = None
-    max_tokens: int | None = Field(None, ge=1, le=8192)
-    deadline: float | None = Field(None, gt=0, le=3600)
-    stream: bool = False
-    use_cache: bool = True
-    images: list[ImageIn] = Field(default_factory=list, max_length=5)
 
 class ChatMessage(BaseModel):
     """One OpenAI chat message (text content, or a list of text parts)."""
@@ -106,7 +77,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
 
 class Service:
-    """The parts the routes share: engines by (model, tenant), settings, auth, the job queue, and metrics."""
+    """The parts the routes share: the turn loop, settings, auth, the job queue, and metrics."""
 
     def __init__(self, rag: Ragline) -> None:
         self.rag = rag
@@ -114,49 +85,22 @@ class Service:
         self.metrics = Metrics()
         self.auth = Authenticator(rag.settings, rag.registry)
         self.jobs = JobQueue(rag)
-        self._engines: dict[tuple[str, str], Engine] = {}
-
-    @property
-    def models(self) -> list[str]:
-        """Model names served: the configured generator, and the extractive answerer (needs no model)."""
-        return ["ragline", "ragline-extractive"]
+        self.turns = Turns(rag)
 
     def tenant(self, request: Request) -> str:
         """The caller's tenant (401 when credentials are missing or wrong)."""
         return self.auth.tenant(request.headers.get("authorization"))
 
-    def engine(self, model: str, tenant: str) -> Engine:
-        """The engine answering as ``model`` for ``tenant``; an unknown model is a ConfigError listing valid ones."""
-        if model not in self.models:
-            raise errors.ConfigError(errors.choices_message("model", model, self.models))
-        key = (model, tenant)
-        if key not in self._engines:
-            base = self.rag.for_tenant(tenant).engine
-            if model == "ragline":
-                self._engines[key] = base
-            else:
-                from ragline.providers.local.extractive import ExtractiveAnswerer
+    def counted(self, events: Generator[Event, None, None]) -> Generator[Event, None, None]:
+        """The events, with each finished answer's stage timings and cache outcome recorded."""
+        try:
+            for event in events:
+                if isinstance(event, Done):
+                    self.metrics.answer(event.answer)
+                yield event
+        finally:
+            events.close()
 
-                self._engines[key] = Engine(
-                    store=base.store, embedder=base.embedder, generator=ExtractiveAnswerer(base.embedder),
-                    tenant=base.tenant, max_question_chars=base.max_question_chars, rrf_k=base.rrf_k,
-                    fusion_depth=base.fusion_depth,
-                    cache=base.cache, cache_conversations=base.cache_conversations,
-                )
-        return self._engines[key]
-
-    def query(self, body: QueryRequest, history: tuple[Message, ...] = ()) -> Query:
-        """A Query from a request, with the settings' defaults."""
-        s = self.settings
-        return Query(
-            body.question, body.filters, body.k or s.k, body.mode or s.retrieval, history,
-            body.max_tokens or s.max_tokens, body.deadline or s.deadline, body.use_cache,
-            [i.image() for i in body.images],
-        )
-
-    def done(self, answer: Answer) -> None:
-        """Record an answer's stage timings and cache outcome."""
-        self.metrics.answer(answer)
 
 def create_app(rag: Ragline | None = None) -> FastAPI:
     """Build the app over one Ragline (from the settings when not given)."""
@@ -217,40 +161,39 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/query", response_model=None)
     def query(body: QueryRequest, request: Request) -> Any:
         """Answer a question: JSON, or Server-Sent Events with ``stream: true`` or ``Accept: text/event-stream``."""
-        engine = service.engine("ragline", service.tenant(request))
-        q = service.query(body)
-        engine.check(q)  # refuse before the stream starts, with a proper status code
+        tenant = service.tenant(request)
+        engine, q = service.turns.prepare(tenant, body)  # refused here, before the stream, with a status code
+        events = service.counted(service.turns.stream(engine, q, tenant))
         if body.stream or "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(closing(sse_stream(engine.stream(q), service.done), request),
+            return StreamingResponse(closing(sse_stream(events), request),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
-        answer = engine.ask(q)
-        service.done(answer)
-        return answer.as_dict()
+        return collect(events).as_dict()
 
     @app.get("/v1/models")
     def models(request: Request) -> dict[str, Any]:
         """The model names clients can ask for."""
         service.tenant(request)
         return {"object": "list",
-                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "ragline"} for m in service.models]}
+                "data": [{"id": m, "object": "model", "created": 0, "owned_by": "ragline"} for m in MODELS]}
 
     @app.post("/v1/chat/completions", response_model=None)
     def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         """OpenAI-compatible: the last user message is the question, earlier turns are the history."""
-        engine = service.engine(body.model, service.tenant(request))
+        tenant = service.tenant(request)
+        engine = service.turns.engine(body.model, tenant)
         turns = [m for m in body.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1].role != "user":
             raise errors.InputError("the last message must be the user's question")
         history = tuple(Message(m.role, m.text()) for m in turns[:-1])  # type: ignore[arg-type]
-        q = service.query(QueryRequest(question=turns[-1].text() or " ",
-                                       max_tokens=body.max_completion_tokens or body.max_tokens), history)
+        q = query_for(service.settings, QueryRequest(question=turns[-1].text() or " ",
+                                                     max_tokens=body.max_completion_tokens or body.max_tokens),
+                      history)
         engine.check(q)
+        events = service.counted(service.turns.stream(engine, q, tenant))
         if body.stream:
-            return StreamingResponse(closing(completion_chunks(engine.stream(q), body.model, service.done), request),
+            return StreamingResponse(closing(completion_chunks(events, body.model), request),
                                      media_type="text/event-stream", headers=SSE_HEADERS)
-        answer = engine.ask(q)
-        service.done(answer)
-        return completion(answer, body.model)
+        return completion(collect(events), body.model)
 
 def _add_document_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/documents", status_code=202)

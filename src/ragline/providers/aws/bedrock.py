@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,6 +19,8 @@ import numpy as np
 
 from ragline.errors import ConfigError, ModelError, ModelUnavailableError, RaglineError
 from ragline.providers.aws.clients import client, error_code
+from ragline.providers.probe import one_token_reply
+from ragline.resilience import RetryPolicy, unavailable
 from ragline.types import Deadline, Message, ModelEvent, Token, Usage, UsageEvent, Vectors
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -84,9 +86,16 @@ class BedrockChatModel:
     def _client(self) -> Any:
         return client("bedrock-runtime", self.region, self._endpoint_url, self._timeout)
 
+    def describe(self) -> str:
+        """A one-token request, as the first answer would make it."""
+        return one_token_reply(self)
+
+    def close(self) -> None:
+        """Nothing to free: boto3 clients are shared by the process."""
+
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int, deadline: Deadline | None = None
-    ) -> Iterator[ModelEvent]:
+    ) -> Generator[ModelEvent, None, None]:
         """Stream the reply; botocore failures become ModelError / ModelUnavailableError."""
         if any(m.images for m in messages) and not self.accepts_images:
             raise ConfigError(f"{self.model_id} does not take images; choose a model that does (Claude 3, Nova Pro)")
@@ -198,8 +207,9 @@ class TitanEmbedder:
     """
 
     def __init__(self, *, dimension: int = 1024, region: str | None = None, endpoint_url: str | None = None,
-                 timeout: float = 30.0, concurrency: int = 8) -> None:
+                 timeout: float = 30.0, concurrency: int = 8, policy: RetryPolicy | None = None) -> None:
         self.dimension = dimension
+        self.policy = policy or RetryPolicy()
         self.name = f"{TITAN_V2}/{dimension}"
         self._region, self._endpoint_url, self._timeout = region, endpoint_url, timeout
         self._concurrency = concurrency
@@ -219,6 +229,9 @@ class TitanEmbedder:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def _embed_one(self, text: str) -> list[float]:
+        return self.policy.run(lambda: self._invoke_one(text), transient=unavailable)
+
+    def _invoke_one(self, text: str) -> list[float]:
         body = {"inputText": text, "dimensions": self.dimension, "normalize": True}
         try:
             response = client("bedrock-runtime", self._region, self._endpoint_url, self._timeout).invoke_model(

@@ -32,12 +32,16 @@ from typing import Any
 
 from ragline.errors import StoreError
 from ragline.providers.aws.clients import client
-from ragline.providers.local.sqlite import DocumentRecord
+from ragline.resilience import RetryPolicy
+from ragline.seams import DocumentRecord
 from ragline.types import Message
 
-CONVERSATION_TURNS = 8  # messages kept (user and assistant), as the local WebSocket keeps
 CONNECTION_TTL = 2 * 3600  # API Gateway closes WebSocket connections after two hours
 _DOC_FIELDS = ("title", "sha256", "status", "chunks", "bytes", "ingested_at", "error")
+
+
+class _Throttled(StoreError):
+    """Some items of a batch write came back unprocessed."""
 
 
 def _plain(value: Any) -> Any:
@@ -50,8 +54,10 @@ class DynamoDBRegistry:
     """The Registry protocol over one DynamoDB table."""
 
     def __init__(self, table: str, *, region: str | None = None, endpoint_url: str | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, turns: int = 4, policy: RetryPolicy | None = None) -> None:
         self.table = table
+        self.policy = policy or RetryPolicy(max_attempts=8, base_delay=0.05, max_delay=2.0)
+        self.turns = turns  # conversation turns kept (question and answer each)
         self._region, self._endpoint_url, self._timeout = region, endpoint_url, timeout
 
     def _db(self) -> Any:
@@ -117,16 +123,17 @@ class DynamoDBRegistry:
 
         for start in range(0, len(requests), 25):  # BatchWriteItem takes 25 requests at most
             pending: dict[str, Any] = {self.table: requests[start:start + 25]}
-            for attempt in range(8):
+
+            def write() -> None:
+                nonlocal pending
                 try:
                     pending = self._db().batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
                 except (ClientError, BotoCoreError) as err:
                     raise StoreError(f"DynamoDB table {self.table!r}: batch write failed: {err}") from err
-                if not pending:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 2.0))  # throttled items come back unprocessed
-            else:
-                raise StoreError(f"DynamoDB table {self.table!r}: writes stayed throttled; try again")
+                if pending:  # throttled items come back unprocessed: written again after the backoff
+                    raise _Throttled(f"DynamoDB table {self.table!r}: writes stayed throttled; try again")
+
+            self.policy.run(write, transient=lambda err: isinstance(err, _Throttled))
 
     # Documents.
     def get(self, tenant: str, doc_id: str) -> DocumentRecord | None:
@@ -307,16 +314,18 @@ class DynamoDBRegistry:
         self._call("delete_item", Key=self._key(f"conn#{connection_id}"))
 
     # Conversations carried over WebSocket turns (Lambda keeps no state between invocations).
-    def conversation(self, key: str) -> builtins.list[Message]:
-        """The recent turns of a conversation (``key`` is tenant#conversation id)."""
-        item = self._get(f"conv#{key}")
-        return [Message(m["role"], m["content"]) for m in json.loads(item["turns"])] if item else []
+    def history(self, tenant: str, conversation: str) -> tuple[Message, ...]:
+        """The recent turns of a conversation, oldest first."""
+        item = self._get(f"conv#{tenant}#{conversation}")
+        if not item or item["expires_at"] <= time.time():
+            return ()
+        return tuple(Message(m["role"], m["content"]) for m in json.loads(item["turns"]))
 
-    def conversation_add(self, key: str, question: str, answer: str) -> None:
+    def remember(self, tenant: str, conversation: str, question: str, answer: str) -> None:
         """Append a turn, keeping the last few; the conversation expires a day after its last turn."""
-        turns = [{"role": m.role, "content": m.content} for m in self.conversation(key)]
+        turns = [{"role": m.role, "content": m.content} for m in self.history(tenant, conversation)]
         turns += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-        self._put({"pk": f"conv#{key}", "sk": "-", "turns": json.dumps(turns[-CONVERSATION_TURNS:]),
+        self._put({"pk": f"conv#{tenant}#{conversation}", "sk": "-", "turns": json.dumps(turns[-2 * self.turns:]),
                    "expires_at": int(time.time()) + 86400})
 
     def close(self) -> None:

@@ -12,13 +12,15 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from ragline.errors import RaglineError, StoreError
-from ragline.providers.aws.clients import client
+from ragline.errors import ModelUnavailableError, RaglineError, StoreError
+from ragline.providers.aws.clients import client, error_code
+from ragline.resilience import RetryPolicy
 from ragline.types import Chunk, Hit
 
 CONFIDENCE = {"VERY_HIGH": 1.0, "HIGH": 0.75, "MEDIUM": 0.5, "LOW": 0.25, "NOT_AVAILABLE": 0.1}
 MAX_QUERY_CHARS = 1000  # Kendra's limit on QueryText
 MIN_LANGUAGE_CONFIDENCE = 0.6
+TRANSIENT = {"ThrottlingException", "InternalServerException", "ServiceUnavailableException"}
 
 
 @cache
@@ -41,13 +43,14 @@ class KendraRetriever:
 
     def __init__(self, index_id: str, *, language: str | None = None, default_language: str = "en",
                  tenant_attribute: str | None = None, region: str | None = None, endpoint_url: str | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, policy: RetryPolicy | None = None) -> None:
         if not index_id:
             raise StoreError("retriever 'kendra' needs RAGLINE_KENDRA_INDEX_ID")
         self.index_id = index_id
         self.language, self.default_language = language, default_language
         self.tenant_attribute = tenant_attribute
         self._region, self._endpoint_url, self._timeout = region, endpoint_url, timeout
+        self.policy = policy or RetryPolicy()
 
     def request(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str,
                 language: str) -> dict[str, Any]:
@@ -62,16 +65,13 @@ class KendraRetriever:
             "AttributeFilter": equals[0] if len(equals) == 1 else {"AndAllFilters": equals},
         }
 
-    def retrieve(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str) -> list[Hit]:
-        """The top ``k`` passages as hits (doc_id is the document's URI, or its Kendra id)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+    def retrieve(self, question: str, *, k: int, mode: str = "hybrid", filters: Mapping[str, str],
+                 tenant: str) -> list[Hit]:
+        """The top ``k`` passages as hits (doc_id is the document's URI, or its Kendra id); Kendra has one mode."""
         language = self.language or detect_language(question, self.default_language)
         request = self.request(question, k=k, filters=filters, tenant=tenant, language=language)
-        try:
-            response = client("kendra", self._region, self._endpoint_url, self._timeout).retrieve(**request)
-        except (ClientError, BotoCoreError) as err:
-            raise RaglineError(f"Kendra index {self.index_id}: Retrieve failed: {err}") from err
+        response = self.policy.run(lambda: self._call(request),
+                                   transient=lambda err: isinstance(err, ModelUnavailableError))
         hits = []
         for rank, item in enumerate(response.get("ResultItems", [])[:k]):
             confidence = item.get("ScoreAttributes", {}).get("ScoreConfidence", "NOT_AVAILABLE")
@@ -82,3 +82,14 @@ class KendraRetriever:
             )
             hits.append(Hit(chunk, CONFIDENCE.get(confidence, 0.1) - rank * 1e-3, ("kendra",)))
         return hits
+
+    def _call(self, request: dict[str, Any]) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return client("kendra", self._region, self._endpoint_url, self._timeout).retrieve(**request)
+        except (ClientError, BotoCoreError) as err:
+            message = f"Kendra index {self.index_id}: Retrieve failed: {err}"
+            if error_code(err) in TRANSIENT or not isinstance(err, ClientError):
+                raise ModelUnavailableError(message) from err
+            raise RaglineError(message) from err

@@ -2,8 +2,9 @@
 
 As a retriever, the knowledge base finds the passages and ragline does the rest: its prompt, model, citation
 check, cache and streaming. As an answerer, one RetrieveAndGenerateStream call (or RetrieveAndGenerate) does
-both; the streamed text reaches the caller as it comes, and the knowledge base's citations (a span of the answer
-and the references that support it) become ragline's numbered sources and ``[n]`` markers at the end of each span.
+both; the knowledge base's citations (a span of the answer and the references that support it) become ragline's
+numbered sources and ``[n]`` markers at the end of each span. The answer is read whole before it is passed on
+(sources first, as every answer's event stream has them), so it arrives at once rather than token by token.
 
 A metadata filter carries ragline's filters, and the tenant when ``knowledge_base_tenant_attribute`` names the
 metadata key that holds it (otherwise the knowledge base serves one tenant). ``source=PREFIX`` filters on the
@@ -12,16 +13,14 @@ source URI that Bedrock records for every chunk (``x-amz-bedrock-kb-source-uri``
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
-from ragline.errors import ConfigError, ModelUnavailableError, RaglineError
+from ragline.errors import ConfigError, InputError, ModelUnavailableError, RaglineError
 from ragline.providers.aws.bedrock import bedrock_error
 from ragline.providers.aws.clients import client
-from ragline.resilience import RetryPolicy
-from ragline.types import Chunk, Deadline, Hit, ModelEvent, Source, Token
+from ragline.resilience import RetryPolicy, unavailable
+from ragline.types import Chunk, Deadline, Hit, ModelEvent, Query, ResponseEvent, Source, Sources, Token
 
 SOURCE_URI = "x-amz-bedrock-kb-source-uri"
 PAGE_NUMBER = "x-amz-bedrock-kb-document-page-number"
@@ -108,33 +107,26 @@ class _Calls:
         self.language = language
         self._region, self._endpoint_url, self._timeout = region, endpoint_url, timeout
         self.policy = policy or RetryPolicy()
-        self._rng = random.Random()
 
     @property
     def client(self) -> Any:
         return client("bedrock-agent-runtime", self._region, self._endpoint_url, self._timeout)
 
-    def backoff(self, err: Exception, attempt: int, deadline: Deadline | None, retryable: bool = True) -> None:
-        """After a failed attempt: wait (full jitter) when it may pass and time allows, else raise its error."""
-        failure = bedrock_error(err, f"knowledge base {self.knowledge_base_id}")
-        wait = self.policy.delay(attempt, self._rng)
-        out_of_time = deadline is not None and deadline.remaining() <= wait
-        if not (retryable and isinstance(failure, ModelUnavailableError)) or (
-            attempt == self.policy.max_attempts or out_of_time
-        ):
-            raise failure from err
-        time.sleep(wait)
+    def failure(self, err: Exception) -> RaglineError:
+        """A botocore failure as ragline's error (throttling and transient faults: ModelUnavailableError)."""
+        return bedrock_error(err, f"knowledge base {self.knowledge_base_id}")
 
     def call(self, operation: str, request: dict[str, Any], deadline: Deadline | None = None) -> Any:
         """One API call; throttling and transient faults are retried with full jitter, within the deadline."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        for attempt in range(1, self.policy.max_attempts + 1):
+        def once() -> Any:
             try:
                 return getattr(self.client, operation)(**request)
             except (ClientError, BotoCoreError) as err:
-                self.backoff(err, attempt, deadline)
-        raise AssertionError("unreachable")  # pragma: no cover
+                raise self.failure(err) from err
+
+        return self.policy.run(once, transient=unavailable, deadline=deadline)
 
 
 class KnowledgeBaseRetriever(_Calls):
@@ -148,8 +140,9 @@ class KnowledgeBaseRetriever(_Calls):
         return {"knowledgeBaseId": self.knowledge_base_id, "retrievalQuery": {"text": question[:MAX_QUERY_CHARS]},
                 "retrievalConfiguration": retrieval_configuration(k, self.search, filter_)}
 
-    def retrieve(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str) -> list[Hit]:
-        """The best ``k`` chunks, scored by the knowledge base."""
+    def retrieve(self, question: str, *, k: int, mode: str = "hybrid", filters: Mapping[str, str],
+                 tenant: str) -> list[Hit]:
+        """The best ``k`` chunks, scored by the knowledge base (whose own search setting stands for the mode)."""
         response = self.call("retrieve", self.request(question, k=k, filters=filters, tenant=tenant))
         return [
             Hit(reference_chunk(result, rank, tenant, self.language), float(result.get("score") or 0.0),
@@ -158,7 +151,7 @@ class KnowledgeBaseRetriever(_Calls):
         ]
 
 
-class KnowledgeBaseReply:
+class _Reply:
     """One RetrieveAndGenerate answer: iterate for its tokens; then ``sources`` and ``marks`` say what it cites."""
 
     def __init__(self, owner: KnowledgeBaseAnswerer, request: dict[str, Any], deadline: Deadline | None,
@@ -236,7 +229,9 @@ class KnowledgeBaseReply:
                         self.guardrail = event["guardrail"].get("action", "NONE")
             except (ClientError, BotoCoreError) as err:  # also an exception event in the stream: botocore raises it
                 # after text was sent the caller keeps it as a partial answer: never restarted
-                owner.backoff(err, attempt, self._deadline, retryable=not length)
+                failure = owner.failure(err)
+                owner.policy.wait_or_raise(failure, attempt, self._deadline,
+                                           transient=isinstance(failure, ModelUnavailableError) and not length)
             else:
                 return
             finally:
@@ -269,9 +264,58 @@ class KnowledgeBaseAnswerer(_Calls):
             },
         }
 
-    def respond(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str,
-                deadline: Deadline | None = None) -> KnowledgeBaseReply:
-        """The answer as it streams; its sources and citation marks are complete once it is consumed."""
-        if len(question) > 20_000:
-            raise RaglineError("RetrieveAndGenerate takes questions up to 20,000 characters")
-        return KnowledgeBaseReply(self, self.request(question, k=k, filters=filters, tenant=tenant), deadline, tenant)
+    retrieves = True  # RetrieveAndGenerate finds its own passages
+
+    def describe(self) -> str:
+        """Retrieve one passage: the call every answer starts with."""
+        self.call("retrieve", {"knowledgeBaseId": self.knowledge_base_id, "retrievalQuery": {"text": "ragline doctor"},
+                               "retrievalConfiguration": retrieval_configuration(1, self.search, None)})
+        return "the knowledge base answers Retrieve; its model is first called by the first question"
+
+    def close(self) -> None:
+        """Nothing to free: boto3 clients are shared by the process."""
+
+    def respond(self, query: Query, sources: Sequence[Source], *, tenant: str,
+                deadline: Deadline | None) -> Generator[ResponseEvent, None, None]:
+        """``Sources`` (the passages the answer cites), then the answer with their ``[n]`` markers.
+
+        The whole answer is read before anything is passed on: which passages it cites, and where, is only known
+        at its end, and the contract puts the sources first. A stream cut after some text still yields that text,
+        then raises, so the engine returns it marked partial.
+        """
+        if len(query.question) > 20_000:
+            raise InputError("RetrieveAndGenerate takes questions up to 20,000 characters")
+        request = self.request(query.question, k=query.k, filters=query.filters, tenant=tenant)
+        reply = _Reply(self, request, deadline, tenant)
+        parts: list[str] = []
+        failure: ModelUnavailableError | None = None
+        try:
+            for event in reply:
+                if isinstance(event, Token):
+                    parts.append(event.text)
+                if deadline is not None and deadline.expired():
+                    break
+        except ModelUnavailableError as err:
+            if not parts:
+                raise
+            failure = err
+        finally:
+            reply.close()
+        text = "".join(parts)
+        yield Sources(reply.sources)
+        yield Token(insert_marks(text, reply.marks(text)))
+        if failure is not None:
+            raise failure
+
+
+def insert_marks(text: str, marks: Sequence[tuple[int, Sequence[int]]]) -> str:
+    """``text`` with a ``[n, m]`` marker at each offset, before the sentence's closing punctuation if it ends there."""
+    out = text
+    for offset, numbers in sorted(marks, key=lambda m: -m[0]):
+        at = max(0, min(offset, len(out)))
+        while at > 0 and out[at - 1].isspace():
+            at -= 1
+        if at > 0 and out[at - 1] in ".!?":
+            at -= 1
+        out = out[:at] + " [" + ", ".join(str(n) for n in numbers) + "]" + out[at:]
+    return out

@@ -6,9 +6,10 @@ Deterministic: the same sources and question always give the same answer.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 
-from ragline.types import Embedder, ModelEvent, Source, Token
+from ragline.seams import Embedder
+from ragline.types import Deadline, Query, ResponseEvent, Source, Sources, Token
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])|\n{2,}|\n(?=[-*#|] )")
 NO_ANSWER = "I don't know: the sources do not answer this question."
@@ -21,17 +22,31 @@ def split_sentences(text: str) -> list[str]:
 
 
 class ExtractiveAnswerer:
-    """Answers with up to ``max_sentences`` sentences from the sources, each followed by its ``[n]``."""
+    """A Responder: up to ``max_sentences`` sentences from the sources, each followed by its ``[n]``."""
 
     name = "extractive"
+    accepts_images = False
+    retrieves = False
 
     def __init__(self, embedder: Embedder, max_sentences: int = 3, min_similarity: float = 0.3) -> None:
         self.embedder = embedder
         self.max_sentences = max_sentences
         self.min_similarity = min_similarity
 
-    def answer(self, question: str, sources: Sequence[Source]) -> Iterator[ModelEvent]:
-        """Yield the chosen sentences as tokens."""
+    def describe(self) -> str:
+        """Nothing to reach: it needs no model beyond the embedder."""
+        return "needs no model"
+
+    def close(self) -> None:
+        """Nothing to free."""
+
+    def respond(self, query: Query, sources: Sequence[Source], *, tenant: str,
+                deadline: Deadline | None) -> Generator[ResponseEvent, None, None]:
+        """The sources, then the chosen sentences as tokens."""
+        yield Sources(list(sources))
+        yield from self._answer(query.question, sources)
+
+    def _answer(self, question: str, sources: Sequence[Source]) -> Generator[Token, None, None]:
         candidates = [(s.number, sent) for s in sources for sent in split_sentences(s.excerpt)]
         if not candidates:
             yield Token(NO_ANSWER)

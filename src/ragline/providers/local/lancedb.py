@@ -39,21 +39,6 @@ def where_clause(filters: Mapping[str, str]) -> str | None:
     return " AND ".join(parts) or None
 
 
-def fuse(rankings: Mapping[str, Sequence[Hit]], k: int, rrf_k: int = 60) -> list[Hit]:
-    """Reciprocal rank fusion: score = Σ 1/(rrf_k + rank) over the rankings that found the chunk."""
-    scores: dict[str, float] = {}
-    found: dict[str, list[str]] = {}
-    chunks: dict[str, Chunk] = {}
-    for name, hits in rankings.items():
-        for rank, hit in enumerate(hits, start=1):
-            cid = hit.chunk.id
-            scores[cid] = scores.get(cid, 0.0) + 1.0 / (rrf_k + rank)
-            found.setdefault(cid, []).append(name)
-            chunks[cid] = hit.chunk
-    best = sorted(scores, key=lambda c: (-scores[c], c))[:k]
-    return [Hit(chunks[c], scores[c], tuple(found[c])) for c in best]
-
-
 def import_lancedb() -> Any:
     """``import lancedb``, without running the REST namespace client's package ``__init__`` up front.
 
@@ -276,6 +261,10 @@ class LanceStore:
         """The table's version: it changes with every write."""
         table = self._open()
         return int(table.version) if table is not None else 0
+
+    def describe(self) -> str:
+        """How many chunks the table holds (opening it is the check)."""
+        return f"{self.count():,} chunks in {self.uri}"
 
     def count(self, filters: Mapping[str, str] | None = None) -> int:
         """Chunks matching ``filters``."""

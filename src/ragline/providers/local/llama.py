@@ -10,7 +10,7 @@ import atexit
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -91,9 +91,17 @@ class LlamaChatModel:
                 raise
         return self._free.get()
 
+    accepts_images = False
+
+    def describe(self) -> str:
+        """The GGUF file is what can be missing; loading it is the first answer's job."""
+        if not self.path.is_file():
+            raise ConfigError(f"GGUF model file not found: {self.path}")
+        return f"{self.path} ({self.path.stat().st_size / 1e6:.0f} MB)"
+
     def stream(
         self, messages: Sequence[Message], *, max_tokens: int, deadline: Deadline | None = None
-    ) -> Iterator[ModelEvent]:
+    ) -> Generator[ModelEvent, None, None]:
         """Stream the model's reply token by token; stop at the deadline (the caller marks the answer partial)."""
         llm = self._acquire()
         try:

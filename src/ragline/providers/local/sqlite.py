@@ -1,4 +1,4 @@
-"""The SQLite registry: one row per document (hash, status, chunk count, size, time) and the index's facts.
+"""The SQLite registry: documents, index facts, cached answers, API keys, jobs and conversations in one file.
 
 Rows are written after the store commits, so a crash in between leaves a document that the next ingest
 re-does (content hash differs from the registry's), never a registry row without its chunks.
@@ -10,9 +10,10 @@ import builtins
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+
+from ragline.seams import DocumentRecord
+from ragline.types import Message
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -47,6 +48,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS turns (
+    tenant TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    at REAL NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns (tenant, conversation, at);
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -56,136 +65,12 @@ CREATE TABLE IF NOT EXISTS answers (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class DocumentRecord:
-    """A document as the registry knows it."""
-
-    tenant: str
-    doc_id: str
-    title: str
-    sha256: str
-    status: str  # "ready" or "failed"
-    chunks: int
-    bytes: int
-    ingested_at: float
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready form (without the tenant, which the caller already is)."""
-        return {"doc_id": self.doc_id, "title": self.title, "status": self.status, "chunks": self.chunks,
-                "bytes": self.bytes, "ingested_at": self.ingested_at, "error": self.error}
-
-
-class Registry(Protocol):
-    """Documents, index facts, cached answers and API keys: SQLite locally, DynamoDB on AWS."""
-
-    def get(self, tenant: str, doc_id: str) -> DocumentRecord | None:
-        """One document's row."""
-        ...
-
-    def hashes(self, tenant: str) -> dict[str, tuple[str, str]]:
-        """doc_id → (sha256, status) for every document of a tenant."""
-        ...
-
-    def put_many(self, records: builtins.list[DocumentRecord]) -> None:
-        """Insert or replace rows."""
-        ...
-
-    def delete(self, tenant: str, doc_id: str) -> bool:
-        """Remove a row; False when there was none."""
-        ...
-
-    def list(self, tenant: str, prefix: str = "") -> builtins.list[DocumentRecord]:
-        """A tenant's documents, by id."""
-        ...
-
-    def get_meta(self, key: str) -> str | None:
-        """A fact about the index."""
-        ...
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Record a fact about the index."""
-        ...
-
-    def index_version(self, tenant: str) -> int:
-        """The tenant's index version (part of the answer-cache key)."""
-        ...
-
-    def bump_index_version(self, tenant: str) -> int:
-        """Mark the tenant's index as changed."""
-        ...
-
-    def answer_get(self, key: str, at: float) -> str | None:
-        """A cached answer's JSON, unless expired."""
-        ...
-
-    def answer_put(self, key: str, tenant: str, value: str, expires_at: float) -> None:
-        """Store an answer's JSON until ``expires_at``."""
-        ...
-
-    def answer_clear(self, tenant: str | None = None) -> int:
-        """Drop cached answers; returns how many."""
-        ...
-
-    def answer_count(self, at: float) -> tuple[int, int]:
-        """(live, expired) cached answers."""
-        ...
-
-    def key_add(self, key_id: str, tenant: str, name: str, key_hash: str) -> None:
-        """Record a new API key."""
-        ...
-
-    def key_tenant(self, key_hash: str) -> str | None:
-        """The tenant of a live key, by hash."""
-        ...
-
-    def key_list(self) -> builtins.list[tuple[str, str, str, float, float | None]]:
-        """(id, tenant, name, created_at, revoked_at) of every key."""
-        ...
-
-    def key_revoke(self, key_id: str) -> bool:
-        """Revoke a key."""
-        ...
-
-    def job_add(self, job_id: str, tenant: str, files: str) -> None:
-        """Queue a job (``files`` is JSON)."""
-        ...
-
-    def job_claim(self) -> tuple[str, str, str] | None:
-        """Take the oldest queued job: (id, tenant, files JSON), now marked running."""
-        ...
-
-    def job_update(self, job_id: str, *, status: str | None = None, progress: str | None = None,
-                   error: str | None = None) -> None:
-        """Record progress or an outcome."""
-        ...
-
-    def job_get(self, tenant: str, job_id: str) -> dict[str, object] | None:
-        """A tenant's job, as a dict."""
-        ...
-
-    def job_retry(self, tenant: str, job_id: str) -> bool:
-        """Queue a failed job again."""
-        ...
-
-    def jobs_waiting(self) -> int:
-        """Ingestion jobs queued or running."""
-        ...
-
-    def jobs_requeue_running(self) -> int:
-        """After a crash or restart: jobs left running go back to the queue."""
-        ...
-
-    def close(self) -> None:
-        """Release connections."""
-        ...
-
-
 class SQLiteRegistry:
     """Documents and index facts in one SQLite file (WAL, safe across threads of one process)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, turns: int = 4) -> None:
         self.path = Path(path)
+        self.turns = turns  # conversation turns kept (question and answer each)
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
@@ -396,6 +281,23 @@ class SQLiteRegistry:
             cur = self._db().execute("UPDATE jobs SET status = 'queued', updated_at = ? WHERE status = 'running'",
                                      (now(),))
         return cur.rowcount
+
+    def history(self, tenant: str, conversation: str) -> tuple[Message, ...]:
+        """The conversation's last turns, oldest first."""
+        with self._lock:
+            rows = self._db().execute(
+                "SELECT question, answer FROM turns WHERE tenant = ? AND conversation = ? ORDER BY at DESC LIMIT ?",
+                (tenant, conversation, self.turns)).fetchall()
+        return tuple(m for q, a in reversed(rows) for m in (Message("user", q), Message("assistant", a)))
+
+    def remember(self, tenant: str, conversation: str, question: str, answer: str) -> None:
+        """Append a turn; turns beyond the last few are deleted."""
+        with self._lock:
+            db = self._db()
+            db.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?)", (tenant, conversation, now(), question, answer))
+            db.execute("DELETE FROM turns WHERE tenant = ? AND conversation = ? AND at NOT IN (SELECT at FROM turns "
+                       "WHERE tenant = ? AND conversation = ? ORDER BY at DESC LIMIT ?)",
+                       (tenant, conversation, tenant, conversation, self.turns))
 
     def close(self) -> None:
         """Close the connection."""

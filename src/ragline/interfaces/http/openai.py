@@ -1,4 +1,8 @@
-"""Translate engine events to wire formats: Server-Sent Events and OpenAI chat-completion chunks."""
+"""The OpenAI-compatible translation of answer events: ``chat.completion`` and ``chat.completion.chunk``.
+
+ragline's extras (the sources the ``[n]`` markers resolve to, citations, partial, cache, timings) travel as extra
+fields, which standard clients ignore. A failure after the stream began is OpenAI's ``{"error": ...}`` chunk.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +12,24 @@ import uuid
 from collections.abc import Generator
 from typing import Any
 
-from ragline.errors import RaglineError
-from ragline.types import Answer, Done, Event, Sources, Token
+from ragline.errors import error_by_name
+from ragline.types import Answer, Done, ErrorEvent, Event, Token
 
 
-def sse(event: str, data: dict[str, Any]) -> str:
-    """One Server-Sent Event."""
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def sse_stream(events: Generator[Event, None, None], on_done: Any = None) -> Generator[str, None, None]:
-    """Events in order (sources, tokens, usage, done); a failure after the stream began is an ``error`` event."""
+def collect(events: Generator[Event, None, None]) -> Answer:
+    """The finished answer of a stream; its ErrorEvent is raised as the error it names."""
     try:
         for event in events:
-            if isinstance(event, Sources):
-                yield sse("sources", {"sources": [s.as_dict() for s in event.sources]})
-            elif isinstance(event, Token):
-                yield sse("token", {"text": event.text})
-            elif isinstance(event, Done):
-                if on_done is not None:
-                    on_done(event.answer)
-                yield sse("usage", {"prompt_tokens": event.answer.usage.prompt_tokens,
-                                    "completion_tokens": event.answer.usage.completion_tokens})
-                yield sse("done", event.answer.as_dict())
-    except RaglineError as err:
-        yield sse("error", {"message": str(err), "type": type(err).__name__})
+            if isinstance(event, Done):
+                return event.answer
+            if isinstance(event, ErrorEvent):
+                raise error_by_name(event.kind, event.message)
     finally:
-        events.close()  # a client that left stops the engine (and the model) now
+        events.close()
+    raise AssertionError("the stream ended without Done or ErrorEvent")  # pragma: no cover
 
 
 def _extras(answer: Answer) -> dict[str, Any]:
-    """What ragline adds to OpenAI's shapes: the sources the [n] markers resolve to, and its metadata."""
     data = answer.as_dict()
     return {key: data[key] for key in ("sources", "citations", "invalid_citations", "partial", "partial_reason",
                                        "cache", "timings_ms")}
@@ -65,9 +56,7 @@ def completion(answer: Answer, model: str) -> dict[str, Any]:
     }
 
 
-def completion_chunks(
-    events: Generator[Event, None, None], model: str, on_done: Any = None
-) -> Generator[str, None, None]:
+def completion_chunks(events: Generator[Event, None, None], model: str) -> Generator[str, None, None]:
     """``chat.completion.chunk`` events over SSE, ending with ``data: [DONE]``."""
     ident = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -83,11 +72,9 @@ def completion_chunks(
             if isinstance(event, Token):
                 yield chunk({"content": event.text})
             elif isinstance(event, Done):
-                if on_done is not None:
-                    on_done(event.answer)
                 yield chunk({}, "length" if event.answer.partial else "stop", **_extras(event.answer))
-    except RaglineError as err:
-        yield f"data: {json.dumps({'error': {'message': str(err), 'type': type(err).__name__}})}\n\n"
+            elif isinstance(event, ErrorEvent):
+                yield f"data: {json.dumps({'error': {'message': event.message, 'type': event.kind}})}\n\n"
     finally:
         events.close()
     yield "data: [DONE]\n\n"

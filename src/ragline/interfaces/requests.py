@@ -1,0 +1,60 @@
+"""What a caller may ask, validated once for every interface, and the one place a ``Query`` is built from it.
+
+The HTTP routes, both WebSockets, the OpenAI-compatible endpoint, the Lambda handlers and the CLI send a
+``QueryRequest``; ``query_for`` fills what it leaves out from the settings and clamps its deadline to the time
+the caller has left (a Lambda's remaining time).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ragline.errors import InputError
+from ragline.settings import Settings
+from ragline.types import Image, Message, Query
+
+
+class ImageIn(BaseModel):
+    """A picture sent with the question (base64), for models that take images."""
+
+    media_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
+    data: str = Field(description="base64 of the image bytes")
+
+    def image(self) -> Image:
+        """The decoded image."""
+        try:
+            raw = base64.b64decode(self.data, validate=True)
+        except binascii.Error as err:
+            raise InputError("images[].data is not valid base64") from err
+        return Image.from_bytes(raw, "image." + self.media_type.split("/")[1])
+
+
+class QueryRequest(BaseModel):
+    """A question and how to answer it; every field but the question has a default from the settings."""
+
+    question: str = Field(min_length=1)
+    filters: dict[str, str] = Field(default_factory=dict)
+    k: int | None = Field(None, ge=1, le=100)
+    mode: Literal["hybrid", "vector", "bm25"] | None = None
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    deadline: float | None = Field(None, gt=0, le=3600)
+    stream: bool = False
+    use_cache: bool = True
+    images: list[ImageIn] = Field(default_factory=list, max_length=5)
+
+
+def query_for(settings: Settings, request: QueryRequest, history: tuple[Message, ...] = (), *,
+              time_left: float | None = None, show_prompt: bool = False) -> Query:
+    """The Query a request asks for; its deadline never exceeds ``time_left`` (seconds the caller has)."""
+    deadline = request.deadline or settings.deadline
+    if time_left is not None:
+        deadline = max(1.0, min(deadline or time_left, time_left))
+    return Query(
+        request.question, request.filters, request.k or settings.k, request.mode or settings.retrieval, history,
+        request.max_tokens or settings.max_tokens, deadline, request.use_cache, [i.image() for i in request.images],
+        show_prompt,
+    )
