@@ -16,8 +16,6 @@ import boto3
 import pytest
 
 from ragline.interfaces.aws import handlers
-from ragline.providers.aws.dynamo import DynamoDBRegistry
-from ragline.providers.local.sqlite import DocumentRecord
 from ragline.testing.aws import FakeAWSModels
 from ragline.testing.provision import ACCOUNT, Stack, load_template, provision
 
@@ -26,17 +24,6 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "template.yaml"
 FIXTURES = Path(__file__).parent / "fixtures"
 REGION = "us-east-1"
 QUESTION = "When did Adobe make the PDF specification available free of charge?"
-
-
-@pytest.fixture(scope="session")
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
@@ -157,33 +144,6 @@ def test_the_template_provisions_what_the_code_expects(stack, moto_url):
     for action in ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "kendra:Retrieve",
                    "execute-api:ManageConnections", "dynamodb:Query", "s3:GetObject"):
         assert action in text
-
-
-def test_dynamodb_registry(stack, moto_url):
-    reg = DynamoDBRegistry(stack.refs["Table"], region=REGION, endpoint_url=moto_url)
-    records = [DocumentRecord("acme", f"guide/{n:02}.md", f"T{n}", f"h{n}", "ready", n, 10 * n, 1.5) for n in range(30)]
-    reg.put_many(records)  # more than one BatchWriteItem (25 at most)
-    assert reg.get("acme", "guide/07.md") == records[7]
-    assert reg.get("other", "guide/07.md") is None
-    assert len(reg.list("acme")) == 30 and [r.doc_id for r in reg.list("acme", "guide/0")][-1] == "guide/09.md"
-    assert reg.hashes("acme")["guide/29.md"] == ("h29", "ready")
-    assert reg.delete("acme", "guide/00.md") and not reg.delete("acme", "guide/00.md")
-    assert [reg.bump_index_version("acme") for _ in range(3)] == [1, 2, 3] and reg.index_version("zed") == 0
-    reg.set_meta("embedder", "titan/256")
-    assert reg.get_meta("embedder") == "titan/256" and reg.get_meta("nothing") is None
-    now = time.time()
-    reg.answer_put("k1", "acme", '{"text": "hi"}', now + 60)
-    reg.answer_put("k2", "acme", '{"text": "old"}', now - 5)
-    assert reg.answer_get("k1", now) == '{"text": "hi"}' and reg.answer_get("k2", now) is None  # TTL is lazy
-    assert reg.answer_count(now) == (1, 1) and reg.answer_clear("acme") == 2
-    reg.key_add("key1", "acme", "ci", "hash1")
-    assert reg.key_tenant("hash1") == "acme" and reg.key_revoke("key1") and reg.key_tenant("hash1") is None
-    reg.job_add("j1", "acme", "[]")
-    assert reg.job_claim() == ("j1", "acme", "[]") and reg.job_claim() is None  # claimed once
-    reg.connection_put("c1", "acme")
-    assert reg.connection_tenant("c1") == "acme"
-    reg.connection_delete("c1")
-    assert reg.connection_tenant("c1") is None
 
 
 def test_pdf_in_the_bucket_is_answered_over_the_websocket_then_forgotten_when_deleted(stack, moto_url, models):

@@ -16,10 +16,12 @@ from ragline.testing.aws import FakeAWSModels
 pytestmark = pytest.mark.usefixtures("aws_env")
 INDEX = "0f3e1c2a-4b5d-4e6f-8a9b-0c1d2e3f4a5b"  # botocore checks the shape: 36 characters
 PASSAGES = [
-    {"id": "lex-en", "title": "What is Amazon Lex?", "language": "en", "uri": "https://docs.aws.amazon.com/lex/what-is",
+    {"id": "lex-en", "title": "What is Amazon Lex?", "language": "en", "tenant": "acme", "product": "lex",
+     "uri": "https://docs.aws.amazon.com/lex/what-is",
      "text": "Amazon Lex is a service for building conversational interfaces into any application using voice and "
              "text."},
-    {"id": "lex-de", "title": "Was ist Amazon Lex?", "language": "de", "uri": "https://docs.aws.amazon.com/de/lex/",
+    {"id": "lex-de", "title": "Was ist Amazon Lex?", "language": "de", "tenant": "acme", "product": "lex",
+     "uri": "https://docs.aws.amazon.com/de/lex/",
      "text": "Amazon Lex ist ein Dienst zum Erstellen von Konversationsschnittstellen mit Sprache und Text."},
 ]
 
@@ -62,3 +64,35 @@ def test_the_engine_answers_from_kendra_with_citations(tmp_path):
     assert answer.citations and answer.citations[0].doc_id == "https://docs.aws.amazon.com/lex/what-is"
     assert answer.text.startswith("Amazon Lex is a service")
     assert not (tmp_path / "index").exists()  # the LanceDB store was never opened
+
+
+@pytest.mark.parametrize("model", ["ragline", "ragline-extractive"])
+def test_every_model_name_answers_from_kendra_never_the_local_store(tmp_path, model):
+    """The drift bug: ``ragline-extractive`` used to search the local store even when Kendra was configured."""
+    import httpx
+    import openai
+
+    from ragline.interfaces.http import create_app
+    from ragline.testing.fakes import FakeEmbedder
+
+    from conftest import serve
+
+    with FakeAWSModels(passages=PASSAGES) as aws:
+        rag = Ragline(Settings(home=tmp_path, retriever="kendra", kendra_index_id=INDEX, kendra_language="en",
+                               chat_model="bedrock", aws_endpoint_url=aws.endpoint_url, cache=False),
+                      embedder=FakeEmbedder())
+        url, stop = serve(create_app(rag))
+        try:
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+            reply = client.chat.completions.create(model=model, messages=[
+                {"role": "user", "content": "What is Amazon Lex?"}])
+            extra = reply.model_extra or {}
+            queried = httpx.post(f"{url}/v1/query", json={"question": "What is Amazon Lex?"}, timeout=30).json()
+        finally:
+            stop()
+        kendra_calls = [r for r in aws.requests if r.get("target") == "AWSKendraFrontendService.Retrieve"]
+    assert [s["doc_id"] for s in extra["sources"]] == ["https://docs.aws.amazon.com/lex/what-is"]
+    assert "[1]" in (reply.choices[0].message.content or "")
+    assert queried["sources"][0]["doc_id"] == "https://docs.aws.amazon.com/lex/what-is"
+    assert len(kendra_calls) == 2
+    assert not (tmp_path / "index").exists()  # the local store was never opened

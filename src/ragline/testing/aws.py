@@ -247,12 +247,15 @@ class FakeAWSModels:
         return [r for r in self.requests if r["path"].endswith("stream")]
 
     def kendra_retrieve(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Kendra Retrieve over ``passages``: word overlap, filtered by ``_language_code`` like the service."""
-        language = _language_filter(body.get("AttributeFilter", {}))
+        """Kendra Retrieve over ``passages``: word overlap, filtered by the attribute filter like the service.
+
+        ``_language_code`` is a passage's ``language``; any other key (a tenant attribute) is the passage's own.
+        """
+        attribute_filter = body.get("AttributeFilter", {})
         words = set(_WORD.findall(body["QueryText"].lower()))
         scored = []
         for p in self.passages:
-            if language and p.get("language", "en") != language:
+            if not _kendra_matches(attribute_filter, p):
                 continue
             overlap = len(words & set(_WORD.findall(p["text"].lower())))
             if overlap:
@@ -352,13 +355,16 @@ def _kb_filter_matches(node: dict[str, Any] | None, metadata: dict[str, Any]) ->
     raise ValueError(f"the fake knowledge base does not evaluate {op}")
 
 
-def _language_filter(attribute_filter: dict[str, Any]) -> str | None:
-    filters = [attribute_filter, *attribute_filter.get("AndAllFilters", [])]
-    for f in filters:
-        equals = f.get("EqualsTo", {})
-        if equals.get("Key") == "_language_code":
-            return str(equals["Value"]["StringValue"])
-    return None
+def _kendra_matches(attribute_filter: dict[str, Any], passage: dict[str, str]) -> bool:
+    """Kendra's EqualsTo and AndAllFilters over a passage's attributes (a missing attribute never matches)."""
+    if "AndAllFilters" in attribute_filter:
+        return all(_kendra_matches(f, passage) for f in attribute_filter["AndAllFilters"])
+    equals = attribute_filter.get("EqualsTo")
+    if equals is None:
+        return True
+    key = "language" if equals["Key"] == "_language_code" else equals["Key"]
+    value = passage.get(key, "en" if key == "language" else None)
+    return bool(value == equals["Value"]["StringValue"])
 
 
 def converse_frames(tokens: Sequence[str]) -> list[bytes]:
