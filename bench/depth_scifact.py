@@ -12,7 +12,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from scale import app_for, timed_hybrid
+from scale import app_for, at_depth, timed_hybrid
 
 from ragline.eval.beir import load_queries, score_ranking
 
@@ -29,8 +29,7 @@ def main() -> None:
     queries, qrels = load_queries(args.beir, "test")
     print("| depth | nDCG@10 | recall@10 | MRR@10 | p50 ms |\n| ---: | ---: | ---: | ---: | ---: |")
     for depth in (int(d) for d in args.depths.split(",")):
-        app.engine.fusion_depth = depth
-        times, hits = timed_hybrid(app, list(queries.values()), k=10)
+        times, hits = timed_hybrid(at_depth(app, depth), list(queries.values()), k=10)
         totals: dict[str, float] = {}
         for qid, found in zip(queries, hits, strict=True):
             for name, value in score_ranking(list(dict.fromkeys(h.chunk.doc_id for h in found)), qrels[qid]).items():

@@ -70,6 +70,12 @@ def app_for(home: Path, **overrides: object) -> Ragline:
     return Ragline(Settings(home=home, chat_model="extractive", cache=False, **overrides))  # type: ignore[arg-type]
 
 
+def at_depth(app: Ragline, depth: int) -> Ragline:
+    """The same store, models and query cache, fusing ``depth`` chunks from each ranking."""
+    return Ragline(app.settings.with_overrides(fusion_depth=depth), embedder=app.embedder, store=app.store,
+                   registry=app.registry, queries=app.queries)
+
+
 def ingest(corpus: Path, work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
     ids = [item.doc_id for item in source_items([corpus], 1 << 30)]
@@ -163,7 +169,7 @@ def recall_at_10(app: Ragline, qs: list[str]) -> float:
     store = app.store
     shares = []
     for q in qs:
-        vector = app.engine.queries.embed(q)
+        vector = app.queries.embed(q)
         store.exact = True  # type: ignore[attr-defined]
         truth = {h.chunk.id for h in store.search_vector(vector, 10, {"tenant": "default"})}
         store.exact = False  # type: ignore[attr-defined]
@@ -214,8 +220,7 @@ def depth(work: Path, qa_csv: Path, depths: list[int]) -> None:
     app = app_for(work / "home", query_cache_size=0)
     figures: dict[str, object] = {"chunks": app.store.count(), "questions": len(items)}
     for d in depths:
-        app.engine.fusion_depth = d
-        times, hits = timed_hybrid(app, [item.question for item in items])
+        times, hits = timed_hybrid(at_depth(app, d), [item.question for item in items])
         ranks = [gold_rank(list(dict.fromkeys(h.chunk.doc_id for h in found)), item.gold)
                  for item, found in zip(items, hits, strict=True)]
         row = {

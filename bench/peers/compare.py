@@ -150,7 +150,7 @@ def ragline_warm(home: Path, questions_file: Path) -> None:
     from common import warm_loop
 
     from ragline.compose import Ragline
-    from ragline.query.engine import Query
+    from ragline.types import Query
     from ragline.settings import Settings
 
     app = Ragline(Settings(home=home))

@@ -49,16 +49,3 @@ def check_citations(text: str, sources: Sequence[Source]) -> tuple[str, list[Cit
     out.append(text[last:])
     cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", "".join(out)) if invalid else "".join(out)
     return cleaned, citations, invalid
-
-
-def insert_marks(text: str, marks: Sequence[tuple[int, Sequence[int]]]) -> str:
-    """``text`` with a ``[n, m]`` marker at each offset, before the sentence's closing punctuation if it ends there."""
-    out = text
-    for offset, numbers in sorted(marks, key=lambda m: -m[0]):
-        at = max(0, min(offset, len(out)))
-        while at > 0 and out[at - 1].isspace():
-            at -= 1
-        if at > 0 and out[at - 1] in ".!?":
-            at -= 1
-        out = out[:at] + " [" + ", ".join(str(n) for n in numbers) + "]" + out[at:]
-    return out
