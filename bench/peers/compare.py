@@ -150,8 +150,8 @@ def ragline_warm(home: Path, questions_file: Path) -> None:
     from common import warm_loop
 
     from ragline.compose import Ragline
-    from ragline.types import Query
     from ragline.settings import Settings
+    from ragline.types import Query
 
     app = Ragline(Settings(home=home))
     retrieval: list[float] = []
