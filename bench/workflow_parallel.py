@@ -17,9 +17,9 @@ import statistics
 import time
 from pathlib import Path
 
-from ragline.providers.chat import workflow_models
 from ragline.settings import Settings
-from ragline.testing.fakes import EchoChatModel, FaultyOpenAIServer
+from ragline.testing.fakes import FaultyOpenAIServer
+from ragline.workflows.models import WorkflowModels
 from ragline.workflows.run import load_workflow, run_workflow
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "workflows" / "car-advert.yaml"
@@ -45,8 +45,8 @@ def measure(args: argparse.Namespace, settings: Settings, model: str) -> None:
     workflow = load_workflow(EXAMPLE).model_copy(update={"max_tokens": args.max_tokens, "model": model})
     for step in workflow.steps:
         step.max_tokens = None  # every call gets the same budget, so the two modes do the same work
-    parallel_models = workflow_models(settings, EchoChatModel(), workflow.max_concurrency)
-    sequential_models = workflow_models(settings, EchoChatModel(), 1)
+    parallel_models = WorkflowModels(settings, workflow.max_concurrency)
+    sequential_models = WorkflowModels(settings, 1)
     times: dict[str, list[float]] = {"parallel": [], "sequential": []}
     for n in range(args.runs + 1):
         for mode in ("parallel", "sequential"):
