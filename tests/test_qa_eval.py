@@ -105,7 +105,7 @@ def test_document_selection_keeps_every_gold_document() -> None:
 
 def test_aggregate_counts_shares_over_the_right_questions() -> None:
     def result(rank: int | None, unknown: bool, markers: int, valid: bool) -> QAResult:
-        return QAResult(1, "q", "r", ["g"], [], rank, "a", [], 0.5, 0.25, unknown,
+        return QAResult(1, "q", "r", ["g"], [], rank, "a", [], 0.5, 0.25, 0.75, unknown,
                         {"markers": markers, "valid_markers": markers, "cited_sentences": markers,
                          "supported_sentences": markers if valid else 0}, valid,
                         {"retrieve": 10.0, "total": 100.0})
@@ -118,6 +118,17 @@ def test_aggregate_counts_shares_over_the_right_questions() -> None:
     assert summary["citations_valid"] == 0.5  # over the answers that cite: one of two
     assert summary["supported_sentences"] == pytest.approx(1 / 3, abs=1e-4)
     assert summary["latency_ms"]["total"] == {"p50": 100.0, "p95": 100.0}
+    assert summary["context_recall"] == 0.75
+
+
+def test_context_recall_counts_the_reference_words_the_sources_hold() -> None:
+    from ragline.eval.qa import context_recall
+
+    reference = "Amazon Lex stores utterances for 15 days."
+    assert context_recall(reference, ["Lex keeps utterances 15 days.", "Amazon stores data."]) == pytest.approx(
+        6 / 6)
+    assert context_recall(reference, ["Amazon Lex is a service."]) == pytest.approx(2 / 6)
+    assert context_recall("", ["anything"]) == 1.0
 
 
 def test_eval_qa_runs_the_real_pipeline_and_writes_json_and_html(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ import pytest
 
 from ragline.ingest.pipeline import expand_paths, source_items
 from ragline.providers.local.lancedb import where_clause
-from ragline.query.retrieval import fuse
+from ragline.query.retrieval import fuse, fuse_convex
 from ragline.types import Chunk, Hit
 
 from conftest import write
@@ -92,6 +92,23 @@ def test_reciprocal_rank_fusion() -> None:
     assert [h.chunk.id for h in fused] == ["b", "a", "c"]
     assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
     assert fused[0].found_by == ("vector", "bm25")
+
+
+def test_convex_fusion_lets_a_strong_vector_hit_win_when_bm25_is_flat() -> None:
+    """"What is Amazon Lex?" in the Lex guide: every chunk says "Amazon Lex", BM25 barely separates them, and the
+    definition is the vector search's first hit and absent from BM25's list: RRF buried it, convex fusion keeps it."""
+    def hit(cid: str, score: float) -> Hit:
+        return Hit(Chunk(cid, "d", 0, cid), score)
+
+    vector = [hit("definition", 0.894), hit("first-time", 0.860), hit("index", 0.826), hit("security", 0.822)]
+    flat_bm25 = [hit("index", 1.270), hit("security", 1.269), hit("history", 1.266), hit("first-time", 1.239)]
+    rankings = {"vector": vector, "bm25": flat_bm25}
+    assert fuse(rankings, k=5)[0].chunk.id != "definition"
+    assert [h.chunk.id for h in fuse_convex(rankings, k=2, depth=4)] == ["definition", "first-time"]
+    # where BM25 discriminates, it counts in full: an exact identifier wins over a near paraphrase
+    sharp_bm25 = [hit("identifier", 9.0), hit("index", 1.0)]
+    vector = [hit("paraphrase", 0.80), hit("identifier", 0.74)]
+    assert fuse_convex({"vector": vector, "bm25": sharp_bm25}, k=1, depth=2)[0].chunk.id == "identifier"
 
 
 def test_hybrid_takes_fusion_depth_chunks_from_each_ranking(app, make_store_app, monkeypatch) -> None:

@@ -291,7 +291,8 @@ def _store_retriever(app: Ragline) -> Retriever:
         store = app.store
         assert isinstance(store, OpenSearchStore)  # the STORES entry "opensearch" builds one
         native = store
-    return StoreRetriever(app.store, app.queries, rrf_k=s.rrf_k, fusion_depth=s.fusion_depth, native=native)
+    return StoreRetriever(app.store, app.queries, rrf_k=s.rrf_k, fusion_depth=s.fusion_depth, native=native,
+                          fusion=s.fusion, alpha=s.fusion_alpha)
 
 
 def _kendra(app: Ragline) -> Retriever:

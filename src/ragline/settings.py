@@ -53,6 +53,10 @@ class Settings(BaseSettings):
 
     retrieval: RetrievalMode = "hybrid"
     k: int = Field(5, ge=1, le=100, description="sources retrieved for an answer")
+    fusion: Literal["rrf", "convex"] = Field(
+        "convex", description="hybrid fusion: convex (cosine and BM25 over its best score) or rrf (reciprocal rank)"
+    )
+    fusion_alpha: float = Field(0.5, ge=0, le=1, description="convex fusion: the weight of the vector score")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
     fusion_depth: int = Field(
         50, ge=1, le=1000, description="hybrid: chunks taken from each of the vector and BM25 rankings (at least k)"
@@ -63,7 +67,8 @@ class Settings(BaseSettings):
     exact_search: bool = Field(False, description="LanceDB: compare every vector even when an ANN index exists")
 
     chat_model: ChatProvider = Field(
-        "local", description="local (llama.cpp), extractive, openai, bedrock, or knowledge-base (RetrieveAndGenerate)"
+        "extractive", description="extractive (no language model), local (llama.cpp, extra 'llama'), openai, bedrock, "
+        "or knowledge-base (RetrieveAndGenerate)"
     )
     gguf_path: Path | None = Field(None, description="GGUF file for the local model; default SmolLM2-135M")
     n_ctx: int = Field(2048, ge=256, description="context window of the local model, in tokens")

@@ -40,6 +40,12 @@ _IDK = re.compile(
     r"|cannot (?:answer|find|determine)|not (?:enough|sufficient) information)\b"
 )
 _WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+# Words that carry no content, left out of context recall (a source holding "the" proves nothing).
+_CONTEXT_STOP = frozenset([
+    "a", "an", "the", "is", "are", "was", "were", "be", "been", "of", "to", "in", "on", "for", "with", "by", "from",
+    "at", "as", "and", "or", "it", "its", "this", "that", "these", "those", "you", "your", "can", "not", "no", "do",
+    "does", "if", "then", "than", "so",
+])
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 STOP_WORDS = frozenset((  # noqa: SIM905 - a sentence of words reads better than 120 quoted ones
     "a an the and or but if of to in on at by for with from as is are was were be been being it its this that "
@@ -153,6 +159,15 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def context_recall(reference: str, contexts: Sequence[str]) -> float:
+    """The share of the reference answer's distinct words (stop words aside) found in the sources given."""
+    wanted = {t for t in tokens(reference) if t not in _CONTEXT_STOP}
+    if not wanted:
+        return 1.0
+    found = {t for text in contexts for t in tokens(text)}
+    return len(wanted & found) / len(wanted)
+
+
 def rouge_l(prediction: str, reference: str) -> float:
     """ROUGE-L F-measure: the longest common subsequence of tokens (β = 1)."""
     pred, ref = tokens(prediction), tokens(reference)
@@ -233,6 +248,7 @@ class QAResult:
     cited: list[str]
     f1: float
     rouge_l: float
+    context_recall: float
     unknown: bool
     citations: dict[str, Any]
     citations_valid: bool
@@ -284,6 +300,7 @@ def evaluate_question(engine: Engine, item: QAItem, *, k: int, mode: str, max_to
         retrieved=ranked[: max(KS)], gold_rank=rank, answer=text,
         cited=[c.doc_id for c in answer.citations] if answer else [],
         f1=round(token_f1(text, item.reference), 4), rouge_l=round(rouge_l(text, item.reference), 4),
+        context_recall=round(context_recall(item.reference, [s.excerpt for s in sources]), 4),
         unknown=says_unknown(text), citations=asdict(check), citations_valid=check.valid,
         timings_ms=timings, label=item.label, yes_no_match=_yes_no(text, item.label),
         partial=bool(answer and answer.partial), error=error,
@@ -314,6 +331,7 @@ def aggregate(results: Sequence[QAResult]) -> dict[str, Any]:
     for k in KS:
         out[f"hit@{k}"] = _mean(float(r.gold_rank is not None and r.gold_rank <= k) for r in results)
     out["mrr@10"] = _mean(1.0 / r.gold_rank if r.gold_rank else 0.0 for r in results)
+    out["context_recall"] = _mean(r.context_recall for r in results)
     out["token_f1"] = _mean(r.f1 for r in results)
     out["rouge_l"] = _mean(r.rouge_l for r in results)
     out["unknown_rate"] = _mean(float(r.unknown) for r in results)

@@ -44,7 +44,8 @@ class AnswerCache:
         self.misses = 0
 
     def key(
-        self, *, question: str, filters: Mapping[str, str], k: int, mode: str, tenant: str, model: str
+        self, *, question: str, filters: Mapping[str, str], k: int, mode: str, tenant: str, model: str,
+        retriever: str = "",
     ) -> str:
         """The cache key of one question under the current index version."""
         parts = {
@@ -54,6 +55,7 @@ class AnswerCache:
             "mode": mode,
             "tenant": tenant,
             "model": model,
+            "retriever": retriever,  # what retrieves and how it fuses: another fusion is another answer
             "prompt": PROMPT_VERSION,
             "index": self.registry.index_version(tenant),
         }

@@ -20,6 +20,7 @@ from typing import Any
 from ragline.errors import InputError, ModelUnavailableError, RaglineError, error_by_name
 from ragline.query.cache import AnswerCache
 from ragline.query.citations import check_citations
+from ragline.query.retrieval import search_text
 from ragline.resilience import DeadlineExceededError
 from ragline.seams import Responder, Retriever
 from ragline.types import (
@@ -146,7 +147,8 @@ class Engine:
         ):
             return None
         return self.cache.key(question=query.question, filters=query.filters, k=query.k, mode=query.mode,
-                              tenant=self.tenant, model=self.responder.name)
+                              tenant=self.tenant, model=self.responder.name,
+                              retriever=self.retriever.name)
 
     def stream(self, query: Query) -> Generator[Event, None, None]:
         """The answer as events, in the documented order; a cache hit touches neither store nor model.
@@ -171,7 +173,8 @@ class Engine:
         deadline = Deadline.after(query.deadline)
         hits: list[Hit] = []
         if not self.responder.retrieves:
-            hits = self.retrieve(query.question, k=query.k, mode=query.mode, filters=dict(query.filters))
+            hits = self.retrieve(search_text(query.question, query.history), k=query.k, mode=query.mode,
+                                 filters=dict(query.filters))
             run.lap("retrieve", run.started, hits=len(hits), mode=query.mode)
         if hits or self.responder.retrieves:
             events = self.responder.respond(query, self.sources(hits), tenant=self.tenant, deadline=deadline)

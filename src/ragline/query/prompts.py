@@ -1,6 +1,7 @@
 """Prompt templates: explicit, versioned, and visible with ``ragline ask --show-prompt``.
 
-A change to any template's wording bumps ``PROMPT_VERSION`` (it is part of the answer-cache key).
+A change to any template's wording, or to how the extractive answerer shapes its answers, bumps
+``PROMPT_VERSION`` (it is part of the answer-cache key).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from ragline.types import Message, Source
 
-PROMPT_VERSION = "stuff-v2"
+PROMPT_VERSION = "stuff-v3"
 
 SYSTEM = (
     "You answer questions using only the numbered sources provided. "

@@ -7,15 +7,27 @@ Kendra and knowledge bases are sibling retrievers (``providers/aws``); every ret
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 from ragline.errors import InputError
 from ragline.seams import Embedder, HybridSearch, Store
-from ragline.types import Chunk, Hit, Vectors
+from ragline.types import Chunk, Hit, Message, Vectors
 
 MODES = ("hybrid", "vector", "bm25")
+# A question that points back ("and how do I delete it?") needs the conversation to be searched for.
+_POINTS_BACK = re.compile(r"\b(it|its|it's|this|that|these|those|they|them|their|there|one|ones|same|also)\b|"
+                          r"^\s*(and|or|but|so|what about|how about|then)\b", re.IGNORECASE)
+_STOP = frozenset(
+    [
+        "a", "an", "the", "is", "are", "was", "were", "be", "been", "do", "does", "did", "can", "could", "should",
+        "would", "will", "i", "you", "we", "they", "it", "its", "this", "that", "these", "those", "of", "to", "in",
+        "on", "for", "with", "by", "from", "at", "as", "and", "or", "how", "what", "which", "who", "when", "where",
+        "why", "my", "your", "me", "us", "them", "if",
+    ])
+FUSIONS = ("rrf", "convex")
 
 
 def fuse(rankings: Mapping[str, Sequence[Hit]], k: int, rrf_k: int = 60) -> list[Hit]:
@@ -31,6 +43,42 @@ def fuse(rankings: Mapping[str, Sequence[Hit]], k: int, rrf_k: int = 60) -> list
             chunks[cid] = hit.chunk
     best = sorted(scores, key=lambda c: (-scores[c], c))[:k]
     return [Hit(chunks[c], scores[c], tuple(found[c])) for c in best]
+
+
+def fuse_convex(rankings: Mapping[str, Sequence[Hit]], k: int, alpha: float = 0.5, depth: int = 0) -> list[Hit]:
+    """Convex fusion of scores: ``alpha`` × cosine + (1 − ``alpha``) × BM25 / the best BM25 score.
+
+    BM25 is divided by its best score, not stretched to [0, 1]: when every chunk shares the question's terms
+    (BM25 is flat, as for "What is Amazon Lex?" in the Lex guide) it barely moves the order, and the vector
+    ranking decides; when BM25 discriminates, it counts in full. A chunk one ranking did not return gets that
+    ranking's lowest returned score (it scored at most that), or 0 when the ranking returned fewer than ``depth``
+    (it found nothing else: BM25 matched no word of the question).
+    """
+    vector = {h.chunk.id: 2.0 * h.score - 1.0 for h in rankings.get("vector", ())}  # the store's (1 + cos) / 2
+    text = rankings.get("bm25", ())
+    best = max((h.score for h in text), default=0.0)
+    bm25 = {h.chunk.id: h.score / best for h in text} if best > 0 else {}
+    chunks = {h.chunk.id: h.chunk for hits in rankings.values() for h in hits}
+    v_floor = min(vector.values(), default=0.0) if len(vector) >= depth else 0.0
+    b_floor = min(bm25.values(), default=0.0) if len(bm25) >= depth else 0.0
+    found = {cid: tuple(name for name, hits in rankings.items() if any(h.chunk.id == cid for h in hits))
+             for cid in chunks}
+    scores = {cid: alpha * vector.get(cid, v_floor) + (1 - alpha) * bm25.get(cid, b_floor) for cid in chunks}
+    best_ids = sorted(scores, key=lambda c: (-scores[c], c))[:k]
+    return [Hit(chunks[c], scores[c], found[c]) for c in best_ids]
+
+
+def search_text(question: str, history: Sequence[Message]) -> str:
+    """What to search for: the question, and for a follow-up that points back, the previous question's words.
+
+    "and how do I delete it?" after "How do I create a bot?" searches "and how do I delete it? create bot": the
+    embedding and BM25 both see what "it" is. A question that stands alone is searched as it is.
+    """
+    previous = next((m.content for m in reversed(history) if m.role == "user"), "")
+    if not previous or not _POINTS_BACK.search(question):
+        return question
+    words = [w for w in re.findall(r"[\w\-.]+", previous) if w.lower() not in _STOP]
+    return f"{question} {' '.join(dict.fromkeys(words))}".strip()
 
 
 class QueryEmbeddingCache:
@@ -69,17 +117,24 @@ class StoreRetriever:
     """
 
     def __init__(self, store: Store, queries: QueryEmbeddingCache, *, rrf_k: int = 60, fusion_depth: int = 50,
-                 native: HybridSearch | None = None) -> None:
+                 native: HybridSearch | None = None, fusion: str = "rrf", alpha: float = 0.5) -> None:
+        if fusion not in FUSIONS:
+            raise InputError(f"unknown fusion {fusion!r}; valid: {', '.join(FUSIONS)}")
         self.store = store
         self.queries = queries
+        self.fusion = fusion
+        self.alpha = alpha
         self.rrf_k = rrf_k
         self.fusion_depth = fusion_depth
         self.native = native
 
     @property
     def name(self) -> str:
-        """``store``, or ``store-native-hybrid`` when the store fuses."""
-        return "store" if self.native is None else "store-native-hybrid"
+        """``store`` with how it fuses (``store:convex:0.5:50``), or ``store-native-hybrid`` when the store fuses."""
+        if self.native is not None:
+            return "store-native-hybrid"
+        how = f"{self.alpha:g}" if self.fusion == "convex" else f"{self.rrf_k}"
+        return f"store:{self.fusion}:{how}:{self.fusion_depth}"
 
     def retrieve(self, question: str, *, k: int, mode: str, filters: Mapping[str, str], tenant: str) -> list[Hit]:
         """The best ``k`` chunks for the question."""
@@ -96,4 +151,6 @@ class StoreRetriever:
             rankings["bm25"] = self.store.search_text(question, depth, scoped)
         if mode != "hybrid":
             return next(iter(rankings.values()))[:k]
+        if self.fusion == "convex":
+            return fuse_convex(rankings, k, self.alpha, depth)
         return fuse(rankings, k, self.rrf_k)

