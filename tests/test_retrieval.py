@@ -134,3 +134,14 @@ def test_hybrid_takes_fusion_depth_chunks_from_each_ranking(app, make_store_app,
     asked.clear()
     app.engine.retrieve("cats", k=2, mode="hybrid")  # the default: 50 from each
     assert sorted(asked) == [("search_text", 50), ("search_vector", 50)]
+
+
+def test_a_follow_up_that_points_back_is_searched_with_the_previous_question(app) -> None:
+    from ragline.query.retrieval import search_text
+    from ragline.types import Message, Query
+
+    history = (Message("user", "What must a passport have for travel?"), Message("assistant", "It must be valid."))
+    assert search_text("How long must it be valid?", history) == "How long must it be valid? passport travel"
+    assert search_text("What are the invoice terms?", history) == "What are the invoice terms?"  # stands alone
+    answer = app.engine.ask(Query("And for how long must it be?", k=1, history=history, use_cache=False))
+    assert answer.sources[0].doc_id.endswith("travel.md")

@@ -25,7 +25,8 @@ _STOP = frozenset(
         "a", "an", "the", "is", "are", "was", "were", "be", "been", "do", "does", "did", "can", "could", "should",
         "would", "will", "i", "you", "we", "they", "it", "its", "this", "that", "these", "those", "of", "to", "in",
         "on", "for", "with", "by", "from", "at", "as", "and", "or", "how", "what", "which", "who", "when", "where",
-        "why", "my", "your", "me", "us", "them", "if",
+        "why", "my", "your", "me", "us", "them", "if", "must", "may", "might", "have", "has", "had", "need", "there",
+        "any", "some", "about", "into", "use", "using",
     ])
 FUSIONS = ("rrf", "convex")
 

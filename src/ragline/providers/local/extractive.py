@@ -84,8 +84,9 @@ class ExtractiveAnswerer:
     retrieves = False
 
     def __init__(self, embedder: Embedder, max_units: int = 2, min_similarity: float = 0.3,
-                 max_steps: int = 6) -> None:
+                 max_steps: int = 6, max_embedded: int = 48) -> None:
         self.embedder = embedder
+        self.max_embedded = max_embedded
         self.max_units = max_units
         self.min_similarity = min_similarity
         self.max_steps = max_steps
@@ -120,10 +121,15 @@ class ExtractiveAnswerer:
         return text
 
     def _scores(self, question: str, candidates: list[_Candidate]) -> np.ndarray:
-        vectors = self.embedder.embed_batch([question, *(c.unit.text for c in candidates)])
-        similarity = vectors[1:] @ vectors[0]
         asked = content_words(question)
         overlap = np.array([len(asked & content_words(c.unit.text)) / max(len(asked), 1) for c in candidates])
+        # Long tables make hundreds of units: only the ones sharing most words with the question, and each
+        # source's opening units, are embedded (a unit sharing no word rarely answers); the rest score nothing.
+        embedded = sorted(range(len(candidates)), key=lambda i: (-overlap[i], i))[: self.max_embedded]
+        embedded = sorted(set(embedded) | {i for i, c in enumerate(candidates) if c.unit.position < 3})
+        vectors = self.embedder.embed_batch([question, *(candidates[i].unit.text for i in embedded)])
+        similarity = np.full(len(candidates), -1.0)
+        similarity[embedded] = vectors[1:] @ vectors[0]
         # earlier sources rank higher: retrieval already judged them
         rank = np.array([0.02 * c.source for c in candidates])
         return np.asarray(similarity + 0.3 * overlap - rank, dtype=np.float64)

@@ -15,6 +15,8 @@ _ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>~=\"'])")
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|`)")
+# Bracketed numbers in a source ("see [2]", "items[0]") would read as citation markers once quoted.
+_BRACKETED_NUMBER = re.compile(r"\s*\[\d+(?:\s*[,;\-–]\s*\d+)*\]")
 _ITEM = re.compile(r"^\s*(?:[-*+]|(\d+)[.)])\s+(.*)$")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
 # A sentence ends at . ! ? followed by space and a capital, digit or quote; not after an abbreviation.
@@ -38,6 +40,7 @@ def clean(text: str) -> str:
     text = _IMAGE.sub("", text)
     text = _LINK.sub(r"\1", text)
     text = _ESCAPE.sub(r"\1", text)
+    text = _BRACKETED_NUMBER.sub("", text)
     return " ".join(_EMPHASIS.sub("", text).split())
 
 
