@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     fusion: Literal["rrf", "convex"] = Field(
         "convex", description="hybrid fusion: convex (cosine and BM25 over its best score) or rrf (reciprocal rank)"
     )
-    fusion_alpha: float = Field(0.5, ge=0, le=1, description="convex fusion: the weight of the vector score")
+    fusion_alpha: float = Field(0.7, ge=0, le=1, description="convex fusion: the weight of the vector score")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
     fusion_depth: int = Field(
         50, ge=1, le=1000, description="hybrid: chunks taken from each of the vector and BM25 rankings (at least k)"
