@@ -94,7 +94,7 @@ def test_reciprocal_rank_fusion() -> None:
     assert fused[0].found_by == ("vector", "bm25")
 
 
-def test_convex_fusion_lets_a_strong_vector_hit_win_when_bm25_is_flat() -> None:
+def test_a_strong_vector_hit_survives_fusion_when_bm25_is_flat() -> None:
     """"What is Amazon Lex?" in the Lex guide: every chunk says "Amazon Lex", BM25 barely separates them, and the
     definition is the vector search's first hit and absent from BM25's list: RRF buried it, convex fusion keeps it."""
     def hit(cid: str, score: float) -> Hit:
@@ -105,6 +105,8 @@ def test_convex_fusion_lets_a_strong_vector_hit_win_when_bm25_is_flat() -> None:
     rankings = {"vector": vector, "bm25": flat_bm25}
     assert fuse(rankings, k=5)[0].chunk.id != "definition"
     assert [h.chunk.id for h in fuse_convex(rankings, k=2, depth=4)] == ["definition", "first-time"]
+    kept = [h.chunk.id for h in fuse(rankings, k=3, keep_firsts=True)]
+    assert "definition" in kept and kept[:2] == [h.chunk.id for h in fuse(rankings, k=2)]  # in the last place
     # where BM25 discriminates, it counts in full: an exact identifier wins over a near paraphrase
     sharp_bm25 = [hit("identifier", 9.0), hit("index", 1.0)]
     vector = [hit("paraphrase", 0.80), hit("identifier", 0.74)]

@@ -53,8 +53,9 @@ class Settings(BaseSettings):
 
     retrieval: RetrievalMode = "hybrid"
     k: int = Field(5, ge=1, le=100, description="sources retrieved for an answer")
-    fusion: Literal["rrf", "convex"] = Field(
-        "convex", description="hybrid fusion: convex (cosine and BM25 over its best score) or rrf (reciprocal rank)"
+    fusion: Literal["rrf-firsts", "rrf", "convex"] = Field(
+        "rrf-firsts", description="hybrid fusion: rrf-firsts (reciprocal rank fusion that keeps the vector search's "
+        "first hit among the k), rrf, or convex (cosine and BM25 over its best score)"
     )
     fusion_alpha: float = Field(0.7, ge=0, le=1, description="convex fusion: the weight of the vector score")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
