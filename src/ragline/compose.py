@@ -23,7 +23,17 @@ if TYPE_CHECKING:
     from ragline.query.cache import AnswerCache
     from ragline.query.engine import Engine
     from ragline.query.retrieval import QueryEmbeddingCache
-    from ragline.seams import ChatModel, Connections, Conversations, Embedder, Registry, Responder, Retriever, Store
+    from ragline.seams import (
+        ChatModel,
+        Connections,
+        Conversations,
+        Embedder,
+        Registry,
+        Reranker,
+        Responder,
+        Retriever,
+        Store,
+    )
 
 T = TypeVar("T")
 
@@ -34,6 +44,7 @@ RESPONDERS: dict[str, Callable[[Ragline], Responder]] = {}  # the non-chat answe
 STORES: dict[str, Callable[[Ragline], Store]] = {}
 RETRIEVERS: dict[str, Callable[[Ragline], Retriever]] = {}
 REGISTRIES: dict[str, Callable[[Settings], Registry]] = {}
+RERANKERS: dict[str, Callable[[Settings], Reranker | None]] = {}
 
 
 class Ragline:
@@ -135,6 +146,11 @@ class Ragline:
         return _build(RETRIEVERS, "retriever", self.settings.retriever)(self)
 
     @cached_property
+    def reranker(self) -> Reranker | None:
+        """The optional second stage (None: the retriever's order stands)."""
+        return _build(RERANKERS, "reranker", self.settings.reranker)(self.settings)
+
+    @cached_property
     def responder(self) -> Responder:
         """What answers: the configured chat model behind the prompt, or a non-chat answerer."""
         return self.responder_for(self.settings.chat_model)
@@ -177,12 +193,13 @@ class Ragline:
 
         s = self.settings
         return Engine(retriever=self.retriever, responder=responder, tenant=s.tenant, cache=self.cache,
-                      max_question_chars=s.max_question_chars, cache_conversations=s.cache_conversations)
+                      max_question_chars=s.max_question_chars, cache_conversations=s.cache_conversations,
+                      reranker=self.reranker, rerank_depth=s.rerank_depth)
 
 
 PARTS = {"embedder", "registry", "conversations", "connections", "store", "chunker", "queries", "retriever",
-          "responder", "cache"}
-_SHARED = ("embedder", "registry", "store", "chunker", "queries", "retriever", "responder", "cache")
+         "reranker", "responder", "cache"}
+_SHARED = ("embedder", "registry", "store", "chunker", "queries", "retriever", "reranker", "responder", "cache")
 
 
 def _build(table: dict[str, T], seam: str, name: str) -> T:
@@ -330,3 +347,18 @@ RESPONDERS.update({"extractive": _extractive, "knowledge-base": _knowledge_base_
 STORES.update(lancedb=_lancedb, opensearch=_opensearch)
 RETRIEVERS.update({"store": _store_retriever, "kendra": _kendra, "knowledge-base": _knowledge_base_retriever})
 REGISTRIES.update(sqlite=_sqlite, dynamodb=_dynamodb)
+
+
+def _no_reranker(s: Settings) -> Reranker | None:
+    return None
+
+
+def _http_reranker(s: Settings) -> Reranker:
+    from ragline.providers.rerank import HTTPReranker
+
+    return HTTPReranker(s.rerank_url or "", model=s.rerank_model, api=s.rerank_api,
+                        api_key_env=s.rerank_api_key_env, timeout=s.request_timeout,
+                        policy=RetryPolicy.from_settings(s))
+
+
+RERANKERS.update(none=_no_reranker, http=_http_reranker)

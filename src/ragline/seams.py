@@ -124,6 +124,19 @@ class Retriever(Protocol):
         ...
 
 
+class Reranker(Protocol):
+    """A second stage: reorders the retrieved passages by a model that reads question and passage together."""
+
+    @property
+    def name(self) -> str:
+        """What reranks (part of the answer-cache key)."""
+        ...
+
+    def rerank(self, question: str, hits: Sequence[Hit], k: int, deadline: Deadline | None = None) -> list[Hit]:
+        """The best ``k`` of ``hits``, best first, scored by the reranker."""
+        ...
+
+
 class ChatModel(Protocol):
     """Generates text as a stream of events from a list of messages."""
 

@@ -22,7 +22,7 @@ from ragline.query.cache import AnswerCache
 from ragline.query.citations import check_citations
 from ragline.query.retrieval import search_text
 from ragline.resilience import DeadlineExceededError
-from ragline.seams import Responder, Retriever
+from ragline.seams import Reranker, Responder, Retriever
 from ragline.types import (
     Answer,
     Attempt,
@@ -105,8 +105,11 @@ class Engine:
     """Answers questions for one tenant over injected parts."""
 
     def __init__(self, *, retriever: Retriever, responder: Responder, tenant: str, cache: AnswerCache | None = None,
-                 max_question_chars: int = 4000, cache_conversations: bool = False) -> None:
+                 max_question_chars: int = 4000, cache_conversations: bool = False,
+                 reranker: Reranker | None = None, rerank_depth: int = 20) -> None:
         self.retriever = retriever
+        self.reranker = reranker
+        self.rerank_depth = rerank_depth
         self.responder = responder
         self.tenant = tenant
         self.cache = cache
@@ -148,7 +151,7 @@ class Engine:
             return None
         return self.cache.key(question=query.question, filters=query.filters, k=query.k, mode=query.mode,
                               tenant=self.tenant, model=self.responder.name,
-                              retriever=self.retriever.name)
+                              retriever=self.retriever.name + (f"+{self.reranker.name}" if self.reranker else ""))
 
     def stream(self, query: Query) -> Generator[Event, None, None]:
         """The answer as events, in the documented order; a cache hit touches neither store nor model.
@@ -173,9 +176,14 @@ class Engine:
         deadline = Deadline.after(query.deadline)
         hits: list[Hit] = []
         if not self.responder.retrieves:
-            hits = self.retrieve(search_text(query.question, query.history), k=query.k, mode=query.mode,
+            wanted = max(query.k, self.rerank_depth) if self.reranker is not None else query.k
+            hits = self.retrieve(search_text(query.question, query.history), k=wanted, mode=query.mode,
                                  filters=dict(query.filters))
             run.lap("retrieve", run.started, hits=len(hits), mode=query.mode)
+            if self.reranker is not None:
+                mark = time.perf_counter()
+                hits = self.reranker.rerank(query.question, hits, query.k, deadline)
+                run.lap("rerank", mark, hits=len(hits), reranker=self.reranker.name)
         if hits or self.responder.retrieves:
             events = self.responder.respond(query, self.sources(hits), tenant=self.tenant, deadline=deadline)
             yield from run.follow(events, deadline)

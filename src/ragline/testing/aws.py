@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
-from ragline.testing.fakes import FakeEmbedder, _QuietServer
+from ragline.testing.fakes import FakeEmbedder, QuietServer
 
 _WORD = re.compile(r"\w+")
 _SOURCE_ONE = re.compile(r"^\[1\] [^\n]*\n([^\n]+)", re.MULTILINE)
@@ -235,7 +235,7 @@ class FakeAWSModels:
                 self._json(status, {"message": message, "__type": code},
                            {"x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazon.bedrock/"})
 
-        self._server = _QuietServer(Handler)
+        self._server = QuietServer(Handler)
 
     @property
     def endpoint_url(self) -> str:

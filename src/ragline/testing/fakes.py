@@ -66,7 +66,7 @@ class EchoChatModel:
         yield UsageEvent(Usage(sum(len(m.content.split()) for m in messages), len(words)))
 
 
-class _QuietServer(ThreadingHTTPServer):
+class QuietServer(ThreadingHTTPServer):
     """A threaded HTTP server on a free loopback port, run in a daemon thread.
 
     Clients that hang up on a stalled or delayed answer are expected here: no traceback on stderr.
@@ -179,7 +179,7 @@ class FaultyOpenAIServer:
                 self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
                 self.wfile.flush()
 
-        self._server = _QuietServer(Handler)
+        self._server = QuietServer(Handler)
 
     @property
     def base_url(self) -> str:

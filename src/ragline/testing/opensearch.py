@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ragline.testing.fakes import _QuietServer
+from ragline.testing.fakes import QuietServer
 
 _STOP = {  # Lucene's english stop words
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of",
@@ -139,7 +139,7 @@ class FakeOpenSearch:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve
 
-        self._server = _QuietServer(Handler)
+        self._server = QuietServer(Handler)
 
     @property
     def url(self) -> str:
