@@ -66,6 +66,16 @@ class EchoChatModel:
         yield UsageEvent(Usage(sum(len(m.content.split()) for m in messages), len(words)))
 
 
+def reply_json(handler: BaseHTTPRequestHandler, status: int, payload: object) -> None:
+    """Answer a loopback request with a JSON body."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class QuietServer(ThreadingHTTPServer):
     """A threaded HTTP server on a free loopback port, run in a daemon thread.
 

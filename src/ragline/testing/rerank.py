@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ragline.testing.fakes import QuietServer
+from ragline.testing.fakes import QuietServer, reply_json
 
 _WORD = re.compile(r"\w+")
 
@@ -61,12 +61,7 @@ class FakeReranker:
                 return self._reply(200, owner.answer(body))
 
             def _reply(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply_json(self, status, payload)
 
         self._server = QuietServer(Handler)
 
