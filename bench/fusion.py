@@ -33,7 +33,7 @@ def rankings(app: Ragline, questions: Sequence[str], depth: int) -> list[Ranking
 def fusions(k: int, depth: int, alphas: Sequence[float]) -> dict[str, Callable[[Rankings], list[Hit]]]:
     out: dict[str, Callable[[Rankings], list[Hit]]] = {
         "rrf60": lambda r: fuse(r, k, 60), "rrf10": lambda r: fuse(r, k, 10),
-        "rrf60-firsts": lambda r: fuse(r, k, 60, keep_firsts=True)}
+        "rrf60-firsts": lambda r: fuse(r, k, 60, keep_vector_first=True)}
     for a in alphas:
         out[f"convex{a:g}"] = lambda r, a=a: fuse_convex(r, k, a, depth)
     return out

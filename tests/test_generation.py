@@ -12,6 +12,7 @@ from ragline.errors import ConfigError, InputError, ModelUnavailableError
 from ragline.ingest.pipeline import expand_paths, source_items
 from ragline.providers.openai import OpenAIChatModel
 from ragline.query.engine import Query
+from ragline.testing.fakes import reply_json
 from ragline.types import Done, Message, Sources, Token, UsageEvent
 
 from conftest import write
@@ -119,12 +120,7 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _json(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, status, payload)
 
 
 @pytest.fixture

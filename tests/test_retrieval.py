@@ -105,7 +105,7 @@ def test_a_strong_vector_hit_survives_fusion_when_bm25_is_flat() -> None:
     rankings = {"vector": vector, "bm25": flat_bm25}
     assert fuse(rankings, k=5)[0].chunk.id != "definition"
     assert [h.chunk.id for h in fuse_convex(rankings, k=2, depth=4)] == ["definition", "first-time"]
-    kept = [h.chunk.id for h in fuse(rankings, k=3, keep_firsts=True)]
+    kept = [h.chunk.id for h in fuse(rankings, k=3, keep_vector_first=True)]
     assert "definition" in kept and kept[:2] == [h.chunk.id for h in fuse(rankings, k=2)]  # in the last place
     # where BM25 discriminates, it counts in full: an exact identifier wins over a near paraphrase
     sharp_bm25 = [hit("identifier", 9.0), hit("index", 1.0)]

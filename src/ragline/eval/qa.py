@@ -40,12 +40,6 @@ _IDK = re.compile(
     r"|cannot (?:answer|find|determine)|not (?:enough|sufficient) information)\b"
 )
 _WORD = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
-# Words that carry no content, left out of context recall (a source holding "the" proves nothing).
-_CONTEXT_STOP = frozenset([
-    "a", "an", "the", "is", "are", "was", "were", "be", "been", "of", "to", "in", "on", "for", "with", "by", "from",
-    "at", "as", "and", "or", "it", "its", "this", "that", "these", "those", "you", "your", "can", "not", "no", "do",
-    "does", "if", "then", "than", "so",
-])
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 STOP_WORDS = frozenset((  # noqa: SIM905 - a sentence of words reads better than 120 quoted ones
     "a an the and or but if of to in on at by for with from as is are was were be been being it its this that "
@@ -161,7 +155,7 @@ def token_f1(prediction: str, reference: str) -> float:
 
 def context_recall(reference: str, contexts: Sequence[str]) -> float:
     """The share of the reference answer's distinct words (stop words aside) found in the sources given."""
-    wanted = {t for t in tokens(reference) if t not in _CONTEXT_STOP}
+    wanted = {t for t in tokens(reference) if t not in STOP_WORDS}
     if not wanted:
         return 1.0
     found = {t for text in contexts for t in tokens(text)}

@@ -217,9 +217,17 @@ class Engine:
 
     def ask(self, query: Query) -> Answer:
         """The whole answer at once; the stream's error is raised as the RaglineError it came from."""
-        for event in self.stream(query):
+        return collect(self.stream(query))
+
+
+def collect(events: Generator[Event, None, None]) -> Answer:
+    """The finished answer of an event stream; its ErrorEvent is raised as the error it names."""
+    try:
+        for event in events:
             if isinstance(event, Done):
                 return event.answer
             if isinstance(event, ErrorEvent):
                 raise error_by_name(event.kind, event.message)
-        raise AssertionError("the stream ended without Done or ErrorEvent")  # pragma: no cover
+    finally:
+        events.close()
+    raise AssertionError("the stream ended without Done or ErrorEvent")  # pragma: no cover

@@ -29,11 +29,12 @@ from ragline.ingest.parsing import SUPPORTED
 from ragline.ingest.pipeline import human_size
 from ragline.interfaces.auth import Authenticator
 from ragline.interfaces.http.metrics import Metrics
-from ragline.interfaces.http.openai import collect, completion, completion_chunks
+from ragline.interfaces.http.openai import completion, completion_chunks
 from ragline.interfaces.http.websocket import add_websocket
 from ragline.interfaces.requests import QueryRequest, query_for
 from ragline.interfaces.turns import MODELS, Turns
 from ragline.interfaces.wire import sse_stream
+from ragline.query.engine import collect
 from ragline.settings import Settings
 from ragline.types import Done, Event, Message
 

@@ -12,21 +12,7 @@ import uuid
 from collections.abc import Generator
 from typing import Any
 
-from ragline.errors import error_by_name
 from ragline.types import Answer, Done, ErrorEvent, Event, Token
-
-
-def collect(events: Generator[Event, None, None]) -> Answer:
-    """The finished answer of a stream; its ErrorEvent is raised as the error it names."""
-    try:
-        for event in events:
-            if isinstance(event, Done):
-                return event.answer
-            if isinstance(event, ErrorEvent):
-                raise error_by_name(event.kind, event.message)
-    finally:
-        events.close()
-    raise AssertionError("the stream ended without Done or ErrorEvent")  # pragma: no cover
 
 
 def _extras(answer: Answer) -> dict[str, Any]:

@@ -154,10 +154,11 @@ class ExtractiveAnswerer:
         if kind == "yes_no":
             return [best]
         picked = [best]
+        best_words = content_words(best.unit.text)
         for i in order[1:]:
             if len(picked) == self.max_units or scores[i] < self.min_similarity:
                 break
-            if content_words(candidates[i].unit.text) != content_words(best.unit.text):
+            if content_words(candidates[i].unit.text) != best_words:
                 picked.append(candidates[i])
         return picked
 
