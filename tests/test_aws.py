@@ -165,8 +165,10 @@ def test_pdf_in_the_bucket_is_answered_over_the_websocket_then_forgotten_when_de
     events = posted("conn-1")
     kinds = [e["type"] for e in events]
     # the same events, in the same order, as the local WebSocket and SSE (interfaces/wire.py)
-    assert kinds[0] == "sources" and kinds[-2:] == ["usage", "done"] and set(kinds[1:-2]) == {"token"}
+    assert kinds[0] == "sources" and kinds[-2:] == ["usage", "done"] and set(kinds[1:-2]) == {"token", "verdict"}
     answer = events[-1]["answer"]
+    verdicts = [e for e in events if e["type"] == "verdict"]  # each sentence checked, as it completed
+    assert [v["verdict"] for v in verdicts] == [s["verdict"] for s in answer["sentences"]] and answer["supported"]
     assert "".join(e["text"] for e in events if e["type"] == "token") == answer["answer"]
     assert "1993" in answer["sources"][0]["excerpt"] and answer["sources"][0]["doc_id"] == "reports/sample.pdf"
     assert answer["citations"][0]["doc_id"] == "reports/sample.pdf"

@@ -20,6 +20,7 @@ from ragline.settings import Settings
 if TYPE_CHECKING:
     from ragline.ingest.chunking import Chunker
     from ragline.ingest.pipeline import Ingestor
+    from ragline.providers.local.verifier import LocalVerifier
     from ragline.query.cache import AnswerCache
     from ragline.query.engine import Engine
     from ragline.query.retrieval import QueryEmbeddingCache
@@ -29,10 +30,12 @@ if TYPE_CHECKING:
         Conversations,
         Embedder,
         Registry,
+        RelevanceGate,
         Reranker,
         Responder,
         Retriever,
         Store,
+        Verifier,
     )
 
 T = TypeVar("T")
@@ -45,6 +48,7 @@ STORES: dict[str, Callable[[Ragline], Store]] = {}
 RETRIEVERS: dict[str, Callable[[Ragline], Retriever]] = {}
 REGISTRIES: dict[str, Callable[[Settings], Registry]] = {}
 RERANKERS: dict[str, Callable[[Settings], Reranker | None]] = {}
+VERIFIERS: dict[str, Callable[[Ragline], Verifier]] = {}
 
 
 class Ragline:
@@ -151,6 +155,26 @@ class Ragline:
         return _build(RERANKERS, "reranker", self.settings.reranker)(self.settings)
 
     @cached_property
+    def verifier(self) -> Verifier | None:
+        """What checks each sentence of an answer against its cited sources (None: RAGLINE_VERIFY=off)."""
+        if self.settings.verify == "off":
+            return None
+        return _build(VERIFIERS, "verifier", self.settings.verifier)(self)
+
+    @cached_property
+    def local_verifier(self) -> LocalVerifier:
+        """The offline verifier over the embedder; also the relevance gate."""
+        from ragline.providers.local.verifier import LocalVerifier
+
+        return LocalVerifier(self.embedder)
+
+    @cached_property
+    def gate(self) -> RelevanceGate | None:
+        """What decides that the passages found cannot answer (None: RAGLINE_ABSTAIN=false)."""
+        gate: RelevanceGate = self.local_verifier
+        return gate if self.settings.abstain else None
+
+    @cached_property
     def responder(self) -> Responder:
         """What answers: the configured chat model behind the prompt, or a non-chat answerer."""
         return self.responder_for(self.settings.chat_model)
@@ -194,12 +218,14 @@ class Ragline:
         s = self.settings
         return Engine(retriever=self.retriever, responder=responder, tenant=s.tenant, cache=self.cache,
                       max_question_chars=s.max_question_chars, cache_conversations=s.cache_conversations,
-                      reranker=self.reranker, rerank_depth=s.rerank_depth)
+                      reranker=self.reranker, rerank_depth=s.rerank_depth, verifier=self.verifier, gate=self.gate,
+                      verify=s.verify, verify_threshold=s.verify_threshold)
 
 
 PARTS = {"embedder", "registry", "conversations", "connections", "store", "chunker", "queries", "retriever",
-         "reranker", "responder", "cache"}
-_SHARED = ("embedder", "registry", "store", "chunker", "queries", "retriever", "reranker", "responder", "cache")
+         "reranker", "responder", "cache", "verifier", "local_verifier", "gate"}
+_SHARED = ("embedder", "registry", "store", "chunker", "queries", "retriever", "reranker", "responder", "cache",
+           "verifier", "local_verifier", "gate")
 
 
 def _build(table: dict[str, T], seam: str, name: str) -> T:
@@ -362,3 +388,20 @@ def _http_reranker(s: Settings) -> Reranker:
 
 
 RERANKERS.update(none=_no_reranker, http=_http_reranker)
+
+
+def _local_verifier(app: Ragline) -> Verifier:
+    verifier: Verifier = app.local_verifier
+    return verifier
+
+
+def _guardrail(app: Ragline) -> Verifier:
+    from ragline.providers.aws.guardrail import GuardrailVerifier
+
+    s = app.settings
+    return GuardrailVerifier(s.guardrail_id or "", s.guardrail_version, region=s.aws_region,
+                             endpoint_url=s.endpoint_for("bedrock-runtime"), timeout=s.request_timeout,
+                             policy=RetryPolicy.from_settings(s))
+
+
+VERIFIERS.update(local=_local_verifier, guardrail=_guardrail)

@@ -3,8 +3,10 @@
 Implementations are siblings (never subclasses); each is built by name in ``compose.py`` and checked by its
 contract suite in ``tests/contracts/``.
 
-The query path uses four: a ``Retriever`` finds the passages, a ``Responder`` turns a question and its
-passages into answer events, an ``Embedder`` and a ``Store`` sit under the store's own retriever. The registry is
+The query path uses these: a ``Retriever`` finds the passages (an ``Embedder`` and a ``Store`` sit under the
+store's own retriever), a ``Reranker`` may reorder them, a ``RelevanceGate`` decides whether they can answer at
+all, a ``Responder`` turns a question and its passages into answer events, and a ``Verifier`` judges each
+sentence of the answer against the sources it cites. The registry is
 split by concern, so each consumer takes only what it needs; one class (SQLite, DynamoDB) may implement several.
 """
 
@@ -134,6 +136,31 @@ class Reranker(Protocol):
 
     def rerank(self, question: str, hits: Sequence[Hit], k: int, deadline: Deadline | None = None) -> list[Hit]:
         """The best ``k`` of ``hits``, best first, scored by the reranker."""
+        ...
+
+
+class Verifier(Protocol):
+    """Judges whether the sources an answer's sentence cites say what the sentence claims."""
+
+    @property
+    def name(self) -> str:
+        """What verifies (shown by ``ragline doctor``)."""
+        ...
+
+    def check(self, question: str, claim: str, cited: Sequence[Source]) -> tuple[str, str]:
+        """``("supported", "")`` or ``("unsupported", reason)`` for one claim (markers removed) and its sources."""
+        ...
+
+    def describe(self) -> str:
+        """What it needs, for ``ragline doctor``."""
+        ...
+
+
+class RelevanceGate(Protocol):
+    """Decides, before any answer is written, whether the passages found can answer the question at all."""
+
+    def unanswerable(self, question: str, sources: Sequence[Source]) -> str:
+        """Why these sources cannot answer the question, or "" when they may."""
         ...
 
 

@@ -66,6 +66,20 @@ class Settings(BaseSettings):
                                                  "Infinity, llama-server) or tei (Text Embeddings Inference)")
     rerank_api_key_env: str = Field("RERANK_API_KEY", description="name of the env var holding the rerank key")
     rerank_depth: int = Field(20, ge=1, le=200, description="passages retrieved for the reranker to choose k from")
+    verify: Literal["annotate", "drop", "refuse", "off"] = Field(
+        "annotate", description="every sentence checked against its cited sources: annotate (show each verdict), "
+        "drop (show only supported sentences), refuse (replace an answer whose supported share is under "
+        "verify_threshold with \"the sources do not support an answer\"), or off"
+    )
+    verifier: Literal["local", "guardrail"] = Field(
+        "local", description="who checks: local (offline, the embedding model) or guardrail (Amazon Bedrock "
+        "Guardrails' contextual grounding check, ApplyGuardrail)"
+    )
+    verify_threshold: float = Field(0.5, ge=0, le=1, description="refuse: the least share of supported claims")
+    abstain: bool = Field(True, description="say \"I don't know\" when the passages found cannot answer the question")
+    guardrail_id: str | None = Field(None, description="Bedrock guardrail id or ARN (verifier=guardrail); its "
+                                     "contextual grounding thresholds decide")
+    guardrail_version: str = Field("DRAFT", description="Bedrock guardrail version")
     fusion_depth: int = Field(
         50, ge=1, le=1000, description="hybrid: chunks taken from each of the vector and BM25 rankings (at least k)"
     )

@@ -1,9 +1,10 @@
 """The domain's nouns (Section, Chunk, Hit, Source, Citation, Query, Answer) and the answer stream's events.
 
-The event contract: ``Engine.stream`` yields ``Sources`` (once, before any text), ``Token``…, ``UsageEvent``, then
-``Done`` (the whole checked answer); or, at any point, one ``ErrorEvent`` that ends the stream. ``PromptEvent``
-comes before the tokens only when the query asks for it (``--show-prompt``). ``Attempt`` events are the models'
-own (one per call made) and are collected into the answer, not passed on. Every interface only translates these
+The event contract: ``Engine.stream`` yields ``Sources`` (once, before any text), ``Token``… with a ``Verdict``
+after each sentence's last token, ``UsageEvent``, then ``Done`` (the whole checked answer); or, at any point, one
+``ErrorEvent`` that ends the stream. ``PromptEvent`` comes before the tokens only when the query asks for it
+(``--show-prompt``). ``Attempt`` events are the models' own (one per call made) and are collected into the
+answer, not passed on. Every interface only translates these
 (``interfaces/wire.py``).
 
 The seams' Protocols are in ``seams.py``.
@@ -137,6 +138,14 @@ class Answer:
     partial_reason: str = ""
     cache: str = "off"  # "hit", "miss" or "off"
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    sentences: list[Verdict] = field(default_factory=list)  # every sentence's verdict, shown or dropped
+    refused: bool = False  # the policy replaced an answer its sources did not support
+
+    @property
+    def supported(self) -> float | None:
+        """The share of the shown claims (sentences that are not remarks) that their cited sources support."""
+        claims = [s for s in self.sentences if s.shown and s.verdict != "remark"]
+        return round(sum(s.verdict == "supported" for s in claims) / len(claims), 4) if claims else None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -155,6 +164,9 @@ class Answer:
             "partial_reason": self.partial_reason,
             "cache": self.cache,
             "attempts": self.attempts,
+            "sentences": [v.as_dict() for v in self.sentences],
+            "supported": self.supported,
+            "refused": self.refused,
         }
 
     @classmethod
@@ -173,6 +185,8 @@ class Answer:
             partial=data["partial"],
             partial_reason=data.get("partial_reason", ""),
             cache=data.get("cache", "off"),
+            sentences=[Verdict.from_dict(v) for v in data.get("sentences", ())],
+            refused=data.get("refused", False),
         )
 
 
@@ -191,6 +205,39 @@ class Sources:
 
     sources: list[Source]
     type: Literal["sources"] = "sources"
+
+
+VERDICTS = ("supported", "unsupported", "uncited", "remark")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the cited sources say about one sentence of the answer; sent as soon as the sentence is complete.
+
+    ``verdict`` is ``supported`` (its cited sources say it), ``unsupported`` (it cites sources that do not),
+    ``uncited`` (a claim without a marker) or ``remark`` (not a claim: it restates the question, declines, or
+    introduces a list). ``reason`` says why, for anything but ``supported``. ``shown`` is False when the
+    verification policy dropped the sentence from the answer.
+    """
+
+    index: int
+    text: str
+    verdict: str
+    sources: tuple[int, ...] = ()
+    reason: str = ""
+    shown: bool = True
+    type: Literal["verdict"] = "verdict"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"index": self.index, "text": self.text, "verdict": self.verdict, "sources": list(self.sources),
+                "reason": self.reason, "shown": self.shown}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """The inverse of ``as_dict``."""
+        return cls(int(data["index"]), str(data["text"]), str(data["verdict"]), tuple(data.get("sources", ())),
+                   str(data.get("reason", "")), bool(data.get("shown", True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +287,7 @@ class ErrorEvent:
     type: Literal["error"] = "error"
 
 
-Event = Sources | PromptEvent | Token | UsageEvent | Done | ErrorEvent
+Event = Sources | PromptEvent | Token | Verdict | UsageEvent | Done | ErrorEvent
 ModelEvent = Token | UsageEvent | Attempt
 ResponseEvent = Sources | PromptEvent | Token | UsageEvent | Attempt
 

@@ -84,15 +84,89 @@ def _print_sources(answer: Any) -> None:
         click.echo(f"(partial answer: {answer.partial_reason})")
     if answer.cache == "hit":
         click.echo("(answered from the cache)")
+    _print_checks(answer)
 
 
-def _stream_answer(events: Any, as_json: bool, show_prompt: bool = False, model: str = "") -> Any:
-    """Print a turn's events as they come (the prompt when asked, tokens, then the sources); return the answer."""
+def _print_checks(answer: Any) -> None:
+    """One line on how many sentences the sources support, then each doubtful one with the reason."""
+    claims = [v for v in answer.sentences if v.verdict != "remark"]
+    if not claims:
+        return
+    shown = [v for v in claims if v.shown]
+    supported = sum(v.verdict == "supported" for v in shown)
+    line = f"Checked: {supported} of {len(shown)} sentence{'s' if len(shown) != 1 else ''} supported by their sources"
+    dropped = len(claims) - len(shown)
+    click.echo(line + (f"; {dropped} unsupported dropped" if dropped else "") +
+               (" (the answer was replaced: its sources do not support it)" if answer.refused else ""))
+    for v in claims:
+        if v.verdict != "supported":
+            label = click.style(f"[{v.verdict}{'' if v.shown else ', dropped'}]", fg=_COLOURS[v.verdict], bold=True)
+            click.echo(f"  {label} \"{v.text[:100]}{'…' if len(v.text) > 100 else ''}\": {v.reason}")
+
+
+_COLOURS = {"unsupported": "red", "uncited": "yellow", "supported": "green", "remark": "white"}
+
+
+class _AnswerPrinter:
+    """Prints the answer as it streams.
+
+    With verification on, each sentence is printed once its verdict came, a doubtful one marked where it stands
+    (red ``[unsupported]``, yellow ``[uncited]``).
+    """
+
+    def __init__(self, verified: bool) -> None:
+        self.verified = verified
+        self.text = ""
+        self.cursor = 0
+        self.pending: list[Any] = []
+
+    def token(self, text: str) -> None:
+        if not self.verified:
+            click.echo(text, nl=False)
+            return
+        self.text += text
+        self._flush()
+
+    def verdict(self, verdict: Any) -> None:
+        if verdict.shown:
+            self.pending.append(verdict)
+            self._flush()
+
+    def done(self) -> None:
+        self._flush()
+        click.echo(self.text[self.cursor:], nl=False)
+        self.cursor = len(self.text)
+
+    def _flush(self) -> None:
+        while self.pending:
+            verdict = self.pending[0]
+            at = self.text.find(verdict.text, self.cursor)
+            if at < 0:
+                return
+            end = at + len(verdict.text)
+            click.echo(self.text[self.cursor:at], nl=False)
+            if verdict.verdict in ("unsupported", "uncited"):
+                colour = _COLOURS[verdict.verdict]
+                click.echo(click.style(verdict.text, fg=colour) + click.style(f" [{verdict.verdict}]", fg=colour,
+                                                                               bold=True), nl=False)
+            else:
+                click.echo(verdict.text, nl=False)
+            self.cursor = end
+            self.pending.pop(0)
+
+
+def _stream_answer(events: Any, as_json: bool, show_prompt: bool = False, model: str = "",
+                   verified: bool = True) -> Any:
+    """Print a turn's events as they come; return the answer.
+
+    The prompt when asked, the answer sentence by sentence with its verdicts, then the sources and the check.
+    """
     from ragline.errors import error_by_name
-    from ragline.types import Done, ErrorEvent, PromptEvent, Sources, Token
+    from ragline.types import Done, ErrorEvent, PromptEvent, Sources, Token, Verdict
 
     answer = None
     prompted = False
+    printer = _AnswerPrinter(verified)
     for event in events:
         if isinstance(event, PromptEvent) and not as_json:
             prompted = True
@@ -102,7 +176,9 @@ def _stream_answer(events: Any, as_json: bool, show_prompt: bool = False, model:
         elif isinstance(event, Sources) and show_prompt and not prompted and not as_json:
             click.echo(f"--- no prompt: {model} answers without a language model ---")
         elif isinstance(event, Token) and not as_json:
-            click.echo(event.text, nl=False)
+            printer.token(event.text)
+        elif isinstance(event, Verdict) and not as_json:
+            printer.verdict(event)
         elif isinstance(event, Done):
             answer = event.answer
         elif isinstance(event, ErrorEvent):
@@ -112,6 +188,7 @@ def _stream_answer(events: Any, as_json: bool, show_prompt: bool = False, model:
     if as_json:
         click.echo(json.dumps(answer.as_dict(), indent=2))
     else:
+        printer.done()
         click.echo()
         _print_sources(answer)
     return answer
@@ -146,7 +223,8 @@ def ask(ctx: click.Context, question: str, as_json: bool, where: tuple[str, ...]
         query = replace(query_for(app.settings, request, show_prompt=show_prompt),
                         images=[Image.from_bytes(p.read_bytes(), p.name) for p in images])
         app.engine.check(query)
-        _stream_answer(app.engine.stream(query), as_json, show_prompt, app.responder.name)
+        _stream_answer(app.engine.stream(query), as_json, show_prompt, app.responder.name,
+                       verified=app.settings.verify != "off")
 
 
 @cli.command()
@@ -176,7 +254,8 @@ def chat(ctx: click.Context, model: str | None, where: tuple[str, ...], conversa
                 continue
             try:
                 request = QueryRequest(question=question, filters=filters)
-                _stream_answer(turns.answer(app.settings.tenant, request, conversation=conversation), False)
+                _stream_answer(turns.answer(app.settings.tenant, request, conversation=conversation), False,
+                               verified=app.settings.verify != "off")
             except InputError as err:
                 click.echo(f"error: {err}", err=True)
 

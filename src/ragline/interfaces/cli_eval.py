@@ -92,3 +92,42 @@ def eval_qa(ctx: click.Context, qa_csv: Path, corpus: tuple[str, ...], max_docs:
         (out / "qa.html").write_text(render(qa_report), encoding="utf-8")
         click.echo(qa_eval.format_summary(qa_report.summary))
         click.echo(f"wrote {out / 'qa.json'} and {out / 'qa.html'}")
+
+
+@eval_group.command("verify")
+@click.option("--corpus", "corpus", multiple=True, required=True,
+              help="Documents to build sentences from (files, folders, globs, JSONL corpora).")
+@click.option("--max-docs", type=int, default=1000, show_default=True, help="Read at most N documents (shuffled).")
+@click.option("--per-kind", type=int, default=60, show_default=True, help="Sentences of each kind.")
+@click.option("--seed", type=int, default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (with the misses).")
+@click.pass_context
+def eval_verify(ctx: click.Context, corpus: tuple[str, ...], max_docs: int, per_kind: int, seed: int,
+                as_json: bool) -> None:
+    """Hallucination benchmark: faithful and perturbed sentences from the corpus, checked by the verifier."""
+    import random
+
+    from ragline.eval import verify as bench
+    from ragline.ingest.pipeline import expand_paths, source_items
+
+    with exit_on_error():
+        app = app_from(ctx)
+        items = list(source_items(expand_paths(corpus), app.settings.max_file_bytes))
+        random.Random(seed).shuffle(items)
+        chunks = []
+        for item in items[:max_docs]:
+            try:
+                doc = item.load()
+            except Exception as err:
+                click.echo(f"skipped {item.doc_id}: {err}", err=True)
+                continue
+            chunks += app.chunker.chunk(doc, doc_id=item.doc_id, content_hash=item.sha256, tenant="eval",
+                                        language=app.settings.language)
+        cases = bench.build_cases(chunks, per_kind, seed)
+        verifier = app.verifier or app.local_verifier
+        summary = bench.run(verifier, cases)
+        if app.settings.verifier == "local":
+            summary["ms_per_answer"] = bench.time_answers(lambda: type(app.local_verifier)(app.embedder), cases)
+        summary["verifier"] = verifier.name
+        summary["documents"], summary["passages"] = min(len(items), max_docs), len(chunks)
+        click.echo(json.dumps(summary, indent=2) if as_json else bench.format_summary(summary))

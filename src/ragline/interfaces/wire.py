@@ -10,8 +10,11 @@ type       fields
 prompt     ``messages``: ``[{role, content}]`` (only when the question asked for it)
 sources    ``sources``: the numbered sources the answer may cite
 token      ``text``: a piece of the answer
+verdict    ``index``, ``text``, ``verdict`` (supported, unsupported, uncited, remark), ``sources``, ``reason``,
+           ``shown``: one sentence checked against its cited sources, sent as soon as the sentence is complete
 usage      ``prompt_tokens``, ``completion_tokens``
-done       ``answer``: the whole checked answer (text, citations, sources, timings, partial, cache, ...)
+done       ``answer``: the whole checked answer (text, citations, sources, ``sentences`` (the verdicts),
+           ``supported`` (their share), timings, partial, cache, ...)
 error      ``error`` (the error's kind, e.g. ``InputError``) and ``message``: ends the stream
 =========  =========================================================================================
 """
@@ -23,13 +26,15 @@ from collections.abc import Generator
 from typing import Any
 
 from ragline.errors import RaglineError
-from ragline.types import Done, ErrorEvent, Event, PromptEvent, Sources, Token, UsageEvent
+from ragline.types import Done, ErrorEvent, Event, PromptEvent, Sources, Token, UsageEvent, Verdict
 
 
-def event_json(event: Event) -> dict[str, Any]:
+def event_json(event: Event) -> dict[str, Any]:  # noqa: PLR0911 - one return per event type
     """The JSON object of one event."""
     if isinstance(event, Token):
         return {"type": "token", "text": event.text}
+    if isinstance(event, Verdict):
+        return {"type": "verdict", **event.as_dict()}
     if isinstance(event, Sources):
         return {"type": "sources", "sources": [s.as_dict() for s in event.sources]}
     if isinstance(event, UsageEvent):

@@ -1,8 +1,13 @@
-"""The query path: question → cache? → retrieve (tenant-scoped) → respond (stream) → cite-check → cache.
+"""The query path: question → cache? → retrieve → rerank? → answerable? → respond → verify → cite-check → cache.
+
+Retrieval is always tenant-scoped; the answer streams, and every sentence is verified as soon as it is complete.
 
 ``Engine.stream`` is the only producer of an answer. Its events, in this order (``types.py`` says the same):
 
-    Sources → Token* → UsageEvent → Done        or, at any point, one ErrorEvent that ends the stream.
+    Sources → (Token* Verdict)* → UsageEvent → Done      or, at any point, one ErrorEvent that ends the stream.
+
+With ``RAGLINE_VERIFY=drop`` a sentence's text comes with its verdict (dropped ones never); with ``refuse`` the
+text comes once, after the last verdict (``query/verify.py``).
 
 (``PromptEvent`` precedes the tokens only when the query asks for it.) Every ``RaglineError`` becomes the
 ``ErrorEvent`` here, in one place; ``Engine.ask`` is the same stream collected, raising that error instead.
@@ -21,8 +26,9 @@ from ragline.errors import InputError, ModelUnavailableError, RaglineError, erro
 from ragline.query.cache import AnswerCache
 from ragline.query.citations import check_citations
 from ragline.query.retrieval import search_text
+from ragline.query.verify import Checker
 from ragline.resilience import DeadlineExceededError
-from ragline.seams import Reranker, Responder, Retriever
+from ragline.seams import RelevanceGate, Reranker, Responder, Retriever, Verifier
 from ragline.types import (
     Answer,
     Attempt,
@@ -39,6 +45,7 @@ from ragline.types import (
     Token,
     Usage,
     UsageEvent,
+    Verdict,
 )
 
 log = logging.getLogger("ragline")
@@ -56,6 +63,7 @@ class _Run:
 
     query: Query
     started: float
+    checker: Checker
     timings: dict[str, float] = field(default_factory=dict)
     sources: list[Source] = field(default_factory=list)
     parts: list[str] = field(default_factory=list)
@@ -69,8 +77,11 @@ class _Run:
         log_stage(stage, self.timings[stage], **extra)
 
     def follow(self, events: Generator[ResponseEvent, None, None], deadline: Deadline | None,
-               ) -> Generator[Sources | PromptEvent | Token, None, None]:
-        """Pass the responder's events on until it ends, the deadline passes, or it fails for good."""
+               ) -> Generator[Sources | PromptEvent | Token | Verdict, None, None]:
+        """Pass the responder's events on (its text through the checker) until it ends, or the deadline passes.
+
+        A model that fails for good after it began to answer leaves the text so far, marked partial.
+        """
         mark = time.perf_counter()
         try:
             for event in events:
@@ -78,9 +89,9 @@ class _Run:
                     if not self.parts:
                         self.lap("first_token", mark)
                     self.parts.append(event.text)
-                    yield event
+                    yield from self.checker.feed(event.text)
                 elif isinstance(event, Sources):
-                    self.sources = event.sources
+                    self.sources = self.checker.sources = event.sources
                     self.lap("prompt", mark, sources=len(event.sources))
                     yield event
                 elif isinstance(event, UsageEvent):
@@ -106,7 +117,8 @@ class Engine:
 
     def __init__(self, *, retriever: Retriever, responder: Responder, tenant: str, cache: AnswerCache | None = None,
                  max_question_chars: int = 4000, cache_conversations: bool = False,
-                 reranker: Reranker | None = None, rerank_depth: int = 20) -> None:
+                 reranker: Reranker | None = None, rerank_depth: int = 20, verifier: Verifier | None = None,
+                 gate: RelevanceGate | None = None, verify: str = "annotate", verify_threshold: float = 0.5) -> None:
         self.retriever = retriever
         self.reranker = reranker
         self.rerank_depth = rerank_depth
@@ -115,6 +127,10 @@ class Engine:
         self.cache = cache
         self.max_question_chars = max_question_chars
         self.cache_conversations = cache_conversations
+        self.verifier = verifier
+        self.gate = gate
+        self.verify = verify
+        self.verify_threshold = verify_threshold
 
     def check(self, query: Query) -> None:
         """Refuse questions that cannot be served, saying why (before anything streams)."""
@@ -150,7 +166,7 @@ class Engine:
         ):
             return None
         return self.cache.key(question=query.question, filters=query.filters, k=query.k, mode=query.mode,
-                              tenant=self.tenant, model=self.responder.name,
+                              tenant=self.tenant, model=f"{self.responder.name}+{self.verify}",
                               retriever=self.retriever.name + (f"+{self.reranker.name}" if self.reranker else ""))
 
     def stream(self, query: Query) -> Generator[Event, None, None]:
@@ -167,7 +183,8 @@ class Engine:
 
     def _stream(self, query: Query) -> Generator[Event, None, None]:
         self.check(query)
-        run = _Run(query, time.perf_counter())
+        checker = Checker(self.verifier, query.question, [], self.verify, self.verify_threshold)
+        run = _Run(query, time.perf_counter(), checker)
         key = self._cache_key(query)
         cached = self.cache.get(key) if key is not None and self.cache is not None else None
         if cached is not None:
@@ -184,20 +201,28 @@ class Engine:
                 mark = time.perf_counter()
                 hits = self.reranker.rerank(query.question, hits, query.k, deadline)
                 run.lap("rerank", mark, hits=len(hits), reranker=self.reranker.name)
-        if hits or self.responder.retrieves:
-            events = self.responder.respond(query, self.sources(hits), tenant=self.tenant, deadline=deadline)
+        sources = self.sources(hits)
+        why_not = "" if self.gate is None or not hits else self.gate.unanswerable(
+            search_text(query.question, query.history), sources)
+        if why_not:
+            run.lap("gate", run.started, answerable=False)
+        if (hits or self.responder.retrieves) and not why_not:
+            events = self.responder.respond(query, sources, tenant=self.tenant, deadline=deadline)
             yield from run.follow(events, deadline)
         else:
-            run.parts.append(NO_SOURCES)
-            yield Sources([])
-            yield Token(NO_SOURCES)
-        text, citations, invalid = check_citations("".join(run.parts).strip(), run.sources)
-        run.lap("total", run.started, citations=len(citations), invalid_citations=invalid, partial=bool(run.reason))
+            run.sources = checker.sources = sources
+            yield Sources(sources)
+            yield from checker.feed(f"I don't know: {why_not}." if why_not else NO_SOURCES)
+        yield from checker.finish()
+        run.timings["verify"] = checker.seconds
+        text, citations, invalid = check_citations(checker.text.strip(), run.sources)
+        run.lap("total", run.started, citations=len(citations), invalid_citations=invalid, partial=bool(run.reason),
+                supported=sum(v.verdict == "supported" for v in checker.verdicts), sentences=len(checker.verdicts))
         answer = Answer(
             question=query.question, text=text, sources=run.sources, citations=citations,
             invalid_citations=invalid, model=self.responder.name, usage=run.usage, timings=run.timings,
             partial=bool(run.reason), partial_reason=run.reason, cache="off" if key is None else "miss",
-            attempts=[a.as_dict() for a in run.attempts],
+            attempts=[a.as_dict() for a in run.attempts], sentences=checker.verdicts, refused=checker.refused,
         )
         if key is not None and self.cache is not None and not answer.partial:
             self.cache.put(key, self.tenant, answer.as_dict())
@@ -212,6 +237,7 @@ class Engine:
         log_stage("cache", answer.timings["total"], cache="hit")
         yield Sources(answer.sources)
         yield Token(answer.text)
+        yield from answer.sentences
         yield UsageEvent(answer.usage)
         yield Done(answer)
 

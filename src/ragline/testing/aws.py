@@ -97,14 +97,17 @@ def anthropic_problems(body: dict[str, Any]) -> list[str]:
 class FakeAWSModels:
     """Bedrock Runtime, Bedrock Agent Runtime (knowledge bases) and Kendra on 127.0.0.1, at ``endpoint_url``.
 
-    Bedrock: ConverseStream, InvokeModelWithResponseStream, and InvokeModel for Titan v2. Knowledge bases:
+    Bedrock: ConverseStream, InvokeModelWithResponseStream, InvokeModel for Titan v2, and ApplyGuardrail with a
+    contextual grounding check (word overlap against the thresholds given here). Knowledge bases:
     Retrieve, RetrieveAndGenerate, RetrieveAndGenerateStream. Kendra: Retrieve. ``passages`` are the documents
     of Kendra and the knowledge base: dicts with ``id``, ``title``, ``text``, ``uri``, ``language`` and optionally
     ``tenant`` (knowledge-base metadata).
     """
 
-    def __init__(self, script: Sequence[str] = ("ok",), passages: Sequence[dict[str, str]] = ()) -> None:
+    def __init__(self, script: Sequence[str] = ("ok",), passages: Sequence[dict[str, str]] = (),
+                 grounding_threshold: float = 0.75, relevance_threshold: float = 0.0) -> None:
         self.script = list(script)
+        self.grounding_threshold, self.relevance_threshold = grounding_threshold, relevance_threshold
         self.passages = list(passages)
         self.requests: list[dict[str, Any]] = []
         owner = self
@@ -128,6 +131,10 @@ class FakeAWSModels:
                     return
                 if path.startswith("/knowledgebases/") or path.startswith("/retrieveAndGenerate"):
                     self._knowledge_base(path, body)
+                    return
+                guardrail = re.fullmatch(r"/guardrail/([^/]+)/version/([^/]+)/apply", path)
+                if guardrail:
+                    self._guardrail(body)
                     return
                 match = re.fullmatch(r"/model/(.+)/(converse-stream|invoke-with-response-stream|invoke)", path)
                 if not match:
@@ -221,6 +228,17 @@ class FakeAWSModels:
                 vector = FakeEmbedder(dimension).embed_batch([text])[0].tolist()
                 self._json(200, {"embedding": vector, "inputTextTokenCount": len(text.split())})
 
+            def _guardrail(self, body: dict[str, Any]) -> None:
+                problems = guardrail_problems(body)
+                if problems:
+                    self._error(400, "ValidationException", "; ".join(problems))
+                    return
+                step = owner.script.pop(0) if len(owner.script) > 1 else owner.script[0]
+                if step == "throttle":
+                    self._error(429, "ThrottlingException", "Too many requests, please wait before trying again.")
+                    return
+                self._json(200, owner.apply_guardrail(body))
+
             def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
@@ -245,6 +263,29 @@ class FakeAWSModels:
     def chat_requests(self) -> list[dict[str, Any]]:
         """The recorded chat requests (ConverseStream and InvokeModelWithResponseStream)."""
         return [r for r in self.requests if r["path"].endswith("stream")]
+
+    def apply_guardrail(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A contextual grounding assessment, scored by word overlap.
+
+        Grounding is the share of the claim's words in the grounding source, relevance their share in the query;
+        each is compared with ``grounding_threshold`` and ``relevance_threshold``.
+        """
+        parts = {q: block["text"]["text"] for block in body["content"] for q in block["text"].get("qualifiers", [])}
+        claim = set(_WORD.findall(parts["guard_content"].lower()))
+        source = set(_WORD.findall(parts["grounding_source"].lower()))
+        query = set(_WORD.findall(parts.get("query", "").lower()))
+        grounding = len(claim & source) / max(len(claim), 1)
+        relevance = len(claim & query) / max(len(claim), 1) if query else 1.0
+        filters = []
+        for kind, score, threshold in (("GROUNDING", grounding, self.grounding_threshold),
+                                       ("RELEVANCE", relevance, self.relevance_threshold)):
+            blocked = score < threshold
+            filters.append({"type": kind, "threshold": threshold, "score": round(score, 2),
+                            "action": "BLOCKED" if blocked else "NONE", "detected": blocked})
+        intervened = any(f["detected"] for f in filters)
+        return {"usage": {"contextualGroundingPolicyUnits": 1}, "action": "GUARDRAIL_INTERVENED" if intervened
+                else "NONE", "outputs": [{"text": "Sorry, the model cannot answer this."}] if intervened else [],
+                "assessments": [{"contextualGroundingPolicy": {"filters": filters}}]}
 
     def kendra_retrieve(self, body: dict[str, Any]) -> dict[str, Any]:
         """Kendra Retrieve over ``passages``: word overlap, filtered by the attribute filter like the service.
@@ -312,6 +353,26 @@ class FakeAWSModels:
 
 _MODEL_ARN = re.compile(r"arn:aws(-[a-z-]+)?:bedrock:[a-z0-9-]+:(\d{12})?:(foundation-model|inference-profile|"
                         r"application-inference-profile|provisioned-model)/.+")
+
+
+GUARDRAIL_LIMITS = {"grounding_source": 100_000, "query": 1_000, "guard_content": 5_000}
+
+
+def guardrail_problems(body: dict[str, Any]) -> list[str]:
+    """What Bedrock refuses in an ApplyGuardrail request with a contextual grounding check."""
+    problems = []
+    if body.get("source") not in ("INPUT", "OUTPUT"):
+        problems.append("source must be INPUT or OUTPUT")
+    counts = {q: 0 for q in GUARDRAIL_LIMITS}
+    for block in body.get("content", []):
+        text = block.get("text", {})
+        for qualifier in text.get("qualifiers", []):
+            counts[qualifier] = counts.get(qualifier, 0) + 1
+            if len(text.get("text", "")) > GUARDRAIL_LIMITS.get(qualifier, 0):
+                problems.append(f"{qualifier} is over {GUARDRAIL_LIMITS.get(qualifier, 0):,} characters")
+    if counts["grounding_source"] != 1 or counts["guard_content"] != 1 or counts["query"] > 1:
+        problems.append("contextual grounding needs one grounding_source, one guard_content and at most one query")
+    return problems
 
 
 def knowledge_base_problems(path: str, body: dict[str, Any]) -> list[str]:

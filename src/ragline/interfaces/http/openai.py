@@ -1,7 +1,9 @@
 """The OpenAI-compatible translation of answer events: ``chat.completion`` and ``chat.completion.chunk``.
 
-ragline's extras (the sources the ``[n]`` markers resolve to, citations, partial, cache, timings) travel as extra
-fields, which standard clients ignore. A failure after the stream began is OpenAI's ``{"error": ...}`` chunk.
+ragline's extras (the sources the ``[n]`` markers resolve to, citations, each sentence's verdict, the supported
+share, partial, cache, timings) travel as extra fields, which standard clients ignore: a streamed sentence's
+verdict is a chunk with an empty ``delta`` and a ``verdict`` field, as soon as the sentence is complete. A failure
+after the stream began is OpenAI's ``{"error": ...}`` chunk.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import uuid
 from collections.abc import Generator
 from typing import Any
 
-from ragline.types import Answer, Done, ErrorEvent, Event, Token
+from ragline.types import Answer, Done, ErrorEvent, Event, Token, Verdict
 
 
 def _extras(answer: Answer) -> dict[str, Any]:
     data = answer.as_dict()
-    return {key: data[key] for key in ("sources", "citations", "invalid_citations", "partial", "partial_reason",
-                                       "cache", "timings_ms")}
+    return {key: data[key] for key in ("sources", "citations", "invalid_citations", "sentences", "supported",
+                                       "refused", "partial", "partial_reason", "cache", "timings_ms")}
 
 
 def completion(answer: Answer, model: str) -> dict[str, Any]:
@@ -57,6 +59,8 @@ def completion_chunks(events: Generator[Event, None, None], model: str) -> Gener
         for event in events:
             if isinstance(event, Token):
                 yield chunk({"content": event.text})
+            elif isinstance(event, Verdict):
+                yield chunk({}, verdict=event.as_dict())
             elif isinstance(event, Done):
                 yield chunk({}, "length" if event.answer.partial else "stop", **_extras(event.answer))
             elif isinstance(event, ErrorEvent):

@@ -29,7 +29,7 @@ from ragline.types import Deadline, Query, ResponseEvent, Source, Sources, Token
 
 NO_ANSWER = "I don't know: the sources do not answer this question."
 _WORD = re.compile(r"[a-z0-9][a-z0-9\-_.]*[a-z0-9]|[a-z0-9]")
-_STOP = frozenset(
+STOP = frozenset(
     [
         "a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "do", "does", "did", "can", "could",
         "should", "would", "will", "shall", "may", "might", "must", "i", "you", "we", "they", "it", "its", "this",
@@ -59,7 +59,7 @@ class _Candidate:
 
 def content_words(text: str) -> set[str]:
     """The words of ``text`` that carry meaning (lower case, no stop words)."""
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+    return {w for w in _WORD.findall(text.lower()) if w not in STOP}
 
 
 def question_kind(question: str) -> str:
