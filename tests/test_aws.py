@@ -271,7 +271,9 @@ def test_the_websocket_handler_answers_unchanged_from_a_knowledge_base(stack, mo
     out = handlers.websocket(ws_event("sendMessage", "conn-kb", {"action": "sendMessage", "question": QUESTION}),
                              LambdaContext(30))
     events = posted("conn-kb")
-    assert out["statusCode"] == 200 and [e["type"] for e in events] == ["sources", "token", "usage", "done"]
+    kinds = [e["type"] for e in events]
+    assert out["statusCode"] == 200 and [k for k in kinds if k != "verdict"] == ["sources", "token", "usage", "done"]
+    assert "verdict" in kinds
     answer = events[-1]["answer"]
     assert answer["answer"] == "Adobe made the PDF specification available free of charge in 1993 [1]."
     assert [s["doc_id"] for s in answer["sources"]] == ["s3://kb-docs/pdf.md"]
@@ -355,20 +357,27 @@ def test_the_http_function_uploads_to_the_bucket_and_answers_with_a_cognito_toke
      {"store": "opensearch", "opensearch_auth": "es"},
      {"HttpFunction:OpenSearchDomainRead", "WebSocketFunction:OpenSearchDomainRead",
       "IngestFunction:OpenSearchDomainWrite"}),
+    ({"GroundingCheck": "guardrail", "Verify": "drop"},
+     {"verifier": "guardrail", "verify": "drop", "guardrail_id": "gr-created", "guardrail_version": "DRAFT"},
+     {"HttpFunction:GroundingCheck", "WebSocketFunction:GroundingCheck"}),
+    ({"GroundingCheck": "guardrail", "GuardrailId": "gr-mine", "GuardrailVersion": "3"},
+     {"verifier": "guardrail", "guardrail_id": "gr-mine", "guardrail_version": "3"},
+     {"HttpFunction:GroundingCheck", "WebSocketFunction:GroundingCheck"}),
 ])
 def test_each_retrieval_option_of_the_template_sets_ragline_and_its_iam(monkeypatch, parameters, expected, statements):
     from ragline.settings import Settings
 
     template = load_template(TEMPLATE)
     stack = Stack.of(template, parameters=parameters)
-    stack.refs.update(Table="ragline-table", UserPool="us-east-1_pool", UserPoolClient="client", WebSocketApi="ws1")
+    stack.refs.update(Table="ragline-table", UserPool="us-east-1_pool", UserPoolClient="client", WebSocketApi="ws1",
+                      GroundingGuardrail="gr-created")
     stack.arns.update(Table=f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ragline-table")
     for key, value in stack.environment(template).items():
         monkeypatch.setenv(key, value)
     settings = Settings()
     assert {k: getattr(settings, k) for k in expected} == expected
     optional = {"Kendra", "KnowledgeBase", "OpenSearchServerlessRead", "OpenSearchDomainRead",
-                "OpenSearchServerlessWrite", "OpenSearchDomainWrite"}
+                "OpenSearchServerlessWrite", "OpenSearchDomainWrite", "GroundingCheck"}
     found = set()
     for name in ("HttpFunction", "WebSocketFunction", "IngestFunction"):
         for policy in template["Resources"][name]["Properties"]["Policies"]:
@@ -376,3 +385,30 @@ def test_each_retrieval_option_of_the_template_sets_ragline_and_its_iam(monkeypa
                 if statement is not None and statement["Sid"] in optional:
                     found.add(f"{name}:{statement['Sid']}")
     assert found == statements
+    assert ("GroundingGuardrail" in stack.resources(template)) == (expected.get("guardrail_id") == "gr-created")
+
+
+def test_the_websocket_handler_flags_what_a_hallucinating_model_says(stack, moto_url, monkeypatch):
+    """The verification contract behind API Gateway: one verdict per sentence, the corrupted one unsupported."""
+    from ragline.testing.hallucinate import HallucinatingOpenAIServer
+
+    s3 = aws("s3", moto_url)
+    token, sub = sign_in(stack, moto_url, email="verify@example.com")
+    s3.put_object(Bucket=stack.refs["DocumentsBucket"], Key=f"uploads/{sub}/notes/lex.md", Body=(
+        b"# Amazon Lex\n\nAmazon Lex stores the utterances of bots for 15 days for the GetUtterancesView operation."
+        b"\n\n## Children\n\nBots that are directed at children under age 13 are subject to COPPA.\n"))
+    drain_all(stack, moto_url)
+    with HallucinatingOpenAIServer(corrupt=(1,)) as model:
+        monkeypatch.setenv("RAGLINE_CHAT_MODEL", "openai")
+        monkeypatch.setenv("RAGLINE_OPENAI_BASE_URL", model.base_url)
+        handlers._rag.cache_clear()
+        assert handlers.websocket(ws_event("$connect", "conn-v", token=token))["statusCode"] == 200
+        out = handlers.websocket(ws_event("sendMessage", "conn-v", {
+            "action": "sendMessage", "question": "How long does Amazon Lex store the utterances of bots?"}),
+            LambdaContext(30))
+    assert out["statusCode"] == 200
+    events = posted("conn-v")
+    verdicts = [e for e in events if e["type"] == "verdict"]
+    assert verdicts and verdicts[0]["verdict"] == "unsupported" and verdicts[0]["reason"]
+    assert model.corrupted[0] in verdicts[0]["text"]
+    assert events[-1]["type"] == "done" and events[-1]["answer"]["supported"] < 1

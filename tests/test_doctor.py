@@ -30,7 +30,7 @@ def test_local_defaults(make_app, tmp_path):
     app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
     results = checks(app)
     assert statuses(results) == {"embedder": "ok", "registry": "ok", "store": "ok", "retriever": "unused",
-                                 "chat model": "ok", "uploads": "unused"}
+                                 "chat model": "ok", "verifier": "ok", "uploads": "unused"}
     by_part = {c.part: c for c in results}
     assert by_part["store"].detail == f"1 chunks in {app.settings.index_dir}"
     assert by_part["chat model"].detail.endswith("MB)") and ".gguf" in by_part["chat model"].detail
@@ -49,10 +49,14 @@ def test_each_aws_option_is_checked_with_the_call_it_serves_with(make_app):
         kendra = checks(make_app(retriever="kendra", kendra_index_id=KENDRA, chat_model="extractive", **aws_settings))
         answerer = checks(make_app(chat_model="knowledge-base", knowledge_base_id=KB, **aws_settings))
         aws.script = ["denied"]
+        guarded = checks(make_app(verifier="guardrail", guardrail_id="gr-1", **aws_settings))
+        aws.script = ["denied"]
         denied = checks(make_app(chat_model="bedrock", retry_attempts=1, **aws_settings))
     assert statuses(opensearch) == {"embedder": "ok", "registry": "ok", "store": "ok", "retriever": "unused",
-                                    "chat model": "ok", "uploads": "unused"}
+                                    "chat model": "ok", "verifier": "ok", "uploads": "unused"}
     assert "the index is created at the first ingest" in opensearch[2].detail
+    verifier = next(c for c in guarded if c.part == "verifier")  # a real ApplyGuardrail call to the loopback
+    assert verifier.status == "ok" and "gr-1" in verifier.detail and verifier.detail.endswith("is supported")
     assert "one-token" in opensearch[4].detail
     assert (statuses(kb)["store"], statuses(kb)["retriever"]) == ("unused", "ok")
     assert kb[3].detail == "answered Retrieve (1 result)"

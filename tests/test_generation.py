@@ -13,7 +13,7 @@ from ragline.ingest.pipeline import expand_paths, source_items
 from ragline.providers.openai import OpenAIChatModel
 from ragline.query.engine import Query
 from ragline.testing.fakes import reply_json
-from ragline.types import Done, Message, Sources, Token, UsageEvent
+from ragline.types import Done, Message, Sources, Token, UsageEvent, Verdict
 
 from conftest import write
 
@@ -44,14 +44,17 @@ def test_extractive_answers_are_deterministic_and_cited(make_app, tmp_path) -> N
     assert set(first.timings) >= {"retrieve", "prompt", "first_token", "generate", "total"}
 
 
-def test_stream_order_is_sources_tokens_done(make_app, tmp_path) -> None:
+def test_stream_order_is_sources_tokens_and_verdicts_then_done(make_app, tmp_path) -> None:
     app = ingest_lex(make_app(chat_model="extractive"), tmp_path)
     events = list(app.engine.stream(Query("How is Amazon Lex priced?", k=2)))
     assert isinstance(events[0], Sources)
-    assert all(isinstance(e, Token) for e in events[1:-2])
+    assert all(isinstance(e, Token | Verdict) for e in events[1:-2]) and isinstance(events[1], Token)
     assert isinstance(events[-2], UsageEvent)
     assert isinstance(events[-1], Done)
-    assert "".join(e.text for e in events[1:-2]).strip().startswith(events[-1].answer.text[:20])
+    text = "".join(e.text for e in events[1:-2] if isinstance(e, Token))
+    assert text.strip().startswith(events[-1].answer.text[:20])
+    verdicts = [e for e in events if isinstance(e, Verdict)]
+    assert verdicts == events[-1].answer.sentences and all(v.text in text for v in verdicts)
 
 
 def test_no_documents_means_i_dont_know(make_app) -> None:

@@ -83,3 +83,34 @@ def test_upload_watch_it_finish_and_delete_it(page_url, browser, tmp_path) -> No
     row.get_by_role("button", name="Delete notes.md").click()
     row.wait_for(state="detached", timeout=10_000)
     assert page.locator("#doclist tr", has_text="lex.md").count() == 1
+
+
+def test_a_doubtful_sentence_is_styled_with_its_reason(make_app, tmp_path, browser) -> None:
+    from ragline.testing.hallucinate import HallucinatingOpenAIServer
+
+    write(tmp_path / "kb", "utterances.md", "# Utterances\n\nAmazon Lex stores the utterances of bots for 15 days "
+          "for the GetUtterancesView operation.\n")
+    write(tmp_path / "kb", "children.md", "# Children\n\nBots that are directed at children under age 13 are "
+          "subject to COPPA.\n")
+    with HallucinatingOpenAIServer(corrupt=(1,), gap=0.05) as model:
+        app = make_app(chat_model="openai", openai_base_url=model.base_url, k=2)
+        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+        url, stop = serve(create_app(app))
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 800})
+            page.goto(url)
+            page.get_by_placeholder("Ask a question").fill("How long are the utterances of bots stored?")
+            page.keyboard.press("Enter")
+            doubtful = page.locator(".answer .claim.unsupported").first
+            doubtful.wait_for(timeout=30_000)  # styled while the answer streams, before it is done
+            assert model.corrupted[0] in doubtful.inner_text()
+            assert doubtful.get_attribute("title").startswith("Not supported by its sources: ")
+            page.locator(".check").wait_for(timeout=30_000)
+            assert "sentences supported by their sources" in page.locator(".check").inner_text()
+            assert page.locator(".answer .claim.supported").count() >= 1
+            doubtful.click()  # a tap shows the reason
+            assert "Not supported" in page.locator("#excerpt").inner_text()
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "verdicts.png"), full_page=True)
+        finally:
+            stop()

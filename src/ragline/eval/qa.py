@@ -251,6 +251,7 @@ class QAResult:
     yes_no_match: bool | None = None
     partial: bool = False
     error: str = ""
+    verdicts: dict[str, int] = field(default_factory=dict)  # shown claims by verdict (the verifier's), + dropped
 
 
 def _yes_no(answer: str, label: str) -> bool | None:
@@ -297,8 +298,17 @@ def evaluate_question(engine: Engine, item: QAItem, *, k: int, mode: str, max_to
         context_recall=round(context_recall(item.reference, [s.excerpt for s in sources]), 4),
         unknown=says_unknown(text), citations=asdict(check), citations_valid=check.valid,
         timings_ms=timings, label=item.label, yes_no_match=_yes_no(text, item.label),
-        partial=bool(answer and answer.partial), error=error,
+        partial=bool(answer and answer.partial), error=error, verdicts=_verdict_counts(answer),
     )
+
+
+def _verdict_counts(answer: Answer | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in answer.sentences if answer else []:
+        if v.verdict != "remark":
+            key = v.verdict if v.shown else "dropped"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _mean(values: Iterable[float]) -> float:
@@ -335,6 +345,13 @@ def aggregate(results: Sequence[QAResult]) -> dict[str, Any]:
         round(sum(r.citations["supported_sentences"] for r in results) / sentences, 4) if sentences else None
     )
     out["citations_valid"] = _mean(float(r.citations_valid) for r in cited) if cited else None
+    shown = {kind: sum(r.verdicts.get(kind, 0) for r in results) for kind in ("supported", "unsupported", "uncited")}
+    claims = sum(shown.values())
+    # the verifier's verdicts on what the reader was shown (RAGLINE_VERIFY=drop hides the unsupported ones)
+    out["displayed_supported"] = round(shown["supported"] / claims, 4) if claims else None
+    out["displayed_unsupported"] = round(shown["unsupported"] / claims, 4) if claims else None
+    out["displayed_uncited"] = round(shown["uncited"] / claims, 4) if claims else None
+    out["dropped_sentences"] = sum(r.verdicts.get("dropped", 0) for r in results)
     out["yes_no_accuracy"] = _mean(float(bool(r.yes_no_match)) for r in labelled) if labelled else None
     out["errors"] = sum(1 for r in results if r.error)
     out["latency_ms"] = {

@@ -85,7 +85,7 @@ def eval_qa(ctx: click.Context, qa_csv: Path, corpus: tuple[str, ...], max_docs:
         results = qa_eval.run(app.engine, items, k=k, mode=mode, max_tokens=max_tokens, progress=show)
         settings = {"qa": str(qa_csv), "corpus": ", ".join(corpus), "documents": report.documents,
                     "chunks": app.store.count(), "model": app.responder.name, "max_tokens": max_tokens, "k": k,
-                    "mode": mode, "embedder": app.embedder.name}
+                    "mode": mode, "embedder": app.embedder.name, "verify": app.settings.verify}
         qa_report = qa_eval.QAReport(settings, qa_eval.aggregate(results), results)
         out.mkdir(parents=True, exist_ok=True)
         (out / "qa.json").write_text(json.dumps(qa_report.as_dict(), indent=2) + "\n", encoding="utf-8")

@@ -69,6 +69,16 @@ def _probe_retriever(app: Ragline) -> str:
     return f"answered Retrieve ({len(hits)} result{'s' if len(hits) != 1 else ''})"
 
 
+def _probe_verifier(app: Ragline) -> str:
+    from ragline.types import Source
+
+    verifier = app.verifier
+    assert verifier is not None  # RAGLINE_VERIFY is not off here
+    source = Source(1, "doctor", "ragline doctor", "", None, 0.0, "ragline doctor checks every part.")
+    verdict, _ = verifier.check("What does ragline doctor check?", "ragline doctor checks every part.", [source])
+    return f"{verifier.describe()}; a copied sentence is {verdict}"
+
+
 def _probe_bucket(app: Ragline) -> str:
     from ragline.providers.aws.clients import client
 
@@ -102,6 +112,9 @@ def checks(app: Ragline) -> list[Check]:
     model = {"bedrock": f"bedrock {s.bedrock_model_id}", "openai": f"openai {s.openai_model}",
              "knowledge-base": f"knowledge-base {s.knowledge_base_id} with {s.bedrock_model_id}"}
     out.append(_run(Check("chat model", model.get(s.chat_model, s.chat_model)), _describe_responder(app)))
+    verifier = Check("verifier", "off" if s.verify == "off" else f"{s.verifier} ({s.verify})")
+    out.append(_run(verifier, lambda: _probe_verifier(app)) if s.verify != "off" else _unused(
+        verifier, "sentences are not checked (RAGLINE_VERIFY=off)"))
     bucket = Check("uploads", f"s3://{s.uploads_bucket}" if s.uploads_bucket else "local (HOME)")
     out.append(_run(bucket, lambda: _probe_bucket(app)) if s.uploads_bucket else _unused(bucket, "uploads stay local"))
     return out

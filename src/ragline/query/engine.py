@@ -202,7 +202,7 @@ class Engine:
                 hits = self.reranker.rerank(query.question, hits, query.k, deadline)
                 run.lap("rerank", mark, hits=len(hits), reranker=self.reranker.name)
         sources = self.sources(hits)
-        why_not = "" if self.gate is None or not hits else self.gate.unanswerable(
+        why_not = "" if self.gate is None or not hits or query.images else self.gate.unanswerable(
             search_text(query.question, query.history), sources)
         if why_not:
             run.lap("gate", run.started, answerable=False)

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ragline.testing.fakes import FakeEmbedder, QuietServer
+from ragline.testing.guardrail import assess, guardrail_problems
 
 _WORD = re.compile(r"\w+")
 _SOURCE_ONE = re.compile(r"^\[1\] [^\n]*\n([^\n]+)", re.MULTILINE)
@@ -265,27 +266,8 @@ class FakeAWSModels:
         return [r for r in self.requests if r["path"].endswith("stream")]
 
     def apply_guardrail(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A contextual grounding assessment, scored by word overlap.
-
-        Grounding is the share of the claim's words in the grounding source, relevance their share in the query;
-        each is compared with ``grounding_threshold`` and ``relevance_threshold``.
-        """
-        parts = {q: block["text"]["text"] for block in body["content"] for q in block["text"].get("qualifiers", [])}
-        claim = set(_WORD.findall(parts["guard_content"].lower()))
-        source = set(_WORD.findall(parts["grounding_source"].lower()))
-        query = set(_WORD.findall(parts.get("query", "").lower()))
-        grounding = len(claim & source) / max(len(claim), 1)
-        relevance = len(claim & query) / max(len(claim), 1) if query else 1.0
-        filters = []
-        for kind, score, threshold in (("GROUNDING", grounding, self.grounding_threshold),
-                                       ("RELEVANCE", relevance, self.relevance_threshold)):
-            blocked = score < threshold
-            filters.append({"type": kind, "threshold": threshold, "score": round(score, 2),
-                            "action": "BLOCKED" if blocked else "NONE", "detected": blocked})
-        intervened = any(f["detected"] for f in filters)
-        return {"usage": {"contextualGroundingPolicyUnits": 1}, "action": "GUARDRAIL_INTERVENED" if intervened
-                else "NONE", "outputs": [{"text": "Sorry, the model cannot answer this."}] if intervened else [],
-                "assessments": [{"contextualGroundingPolicy": {"filters": filters}}]}
+        """A contextual grounding assessment against this server's thresholds (``testing/guardrail.py``)."""
+        return assess(body, self.grounding_threshold, self.relevance_threshold)
 
     def kendra_retrieve(self, body: dict[str, Any]) -> dict[str, Any]:
         """Kendra Retrieve over ``passages``: word overlap, filtered by the attribute filter like the service.
@@ -353,26 +335,6 @@ class FakeAWSModels:
 
 _MODEL_ARN = re.compile(r"arn:aws(-[a-z-]+)?:bedrock:[a-z0-9-]+:(\d{12})?:(foundation-model|inference-profile|"
                         r"application-inference-profile|provisioned-model)/.+")
-
-
-GUARDRAIL_LIMITS = {"grounding_source": 100_000, "query": 1_000, "guard_content": 5_000}
-
-
-def guardrail_problems(body: dict[str, Any]) -> list[str]:
-    """What Bedrock refuses in an ApplyGuardrail request with a contextual grounding check."""
-    problems = []
-    if body.get("source") not in ("INPUT", "OUTPUT"):
-        problems.append("source must be INPUT or OUTPUT")
-    counts = {q: 0 for q in GUARDRAIL_LIMITS}
-    for block in body.get("content", []):
-        text = block.get("text", {})
-        for qualifier in text.get("qualifiers", []):
-            counts[qualifier] = counts.get(qualifier, 0) + 1
-            if len(text.get("text", "")) > GUARDRAIL_LIMITS.get(qualifier, 0):
-                problems.append(f"{qualifier} is over {GUARDRAIL_LIMITS.get(qualifier, 0):,} characters")
-    if counts["grounding_source"] != 1 or counts["guard_content"] != 1 or counts["query"] > 1:
-        problems.append("contextual grounding needs one grounding_source, one guard_content and at most one query")
-    return problems
 
 
 def knowledge_base_problems(path: str, body: dict[str, Any]) -> list[str]:

@@ -114,6 +114,10 @@ class Stack:
             return str(self.arns[logical] if attribute == "Arn" else self.refs[logical])
         return str(self._ref(name))
 
+    def resources(self, template: dict[str, Any]) -> list[str]:
+        """The logical ids of the resources this stack creates (those whose Condition holds)."""
+        return [name for name, r in template["Resources"].items() if self.conditions.get(r.get("Condition"), True)]
+
     def environment(self, template: dict[str, Any], function: str | None = None) -> dict[str, str]:
         """A function's environment variables as the template sets them (Globals, then the function's own)."""
         env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})

@@ -49,6 +49,7 @@ UNITS = {
     "utterance": "utterance", "utterances": "utterance", "slot": "slot", "slots": "slot", "intent": "intent",
     "intents": "intent", "bot": "bot", "bots": "bot", "version": "version", "versions": "version",
 }
+_SQUASH = re.compile(r"[\s\-_]")
 _CLAUSE = re.compile(r"[,;:]\s+(?:and |but |while |whereas |so |or )?|\s+(?:and|but|while|whereas)\s+")
 _QUOTED = re.compile(r"`([^`]{2,60})`|\"([^\"]{2,60})\"|“([^”]{2,60})”")
 _NAME = re.compile(r"(?<![\w.\-/])([A-Z][\w]*(?:[.\-:/][A-Za-z0-9]+)*)")
@@ -131,7 +132,7 @@ class LocalVerifier:
     name = "local"
 
     def __init__(self, embedder: Embedder, *, supported_similarity: float = 0.72, lexical_support: float = 0.8,
-                 gate_similarity: float = 0.42, gate_coverage: float = 0.7, cache_size: int = 4096) -> None:
+                 gate_similarity: float = 0.42, gate_coverage: float = 0.6, cache_size: int = 4096) -> None:
         self.embedder = embedder
         self.gate_coverage = gate_coverage
         self.supported_similarity = supported_similarity
@@ -216,41 +217,10 @@ class LocalVerifier:
     @staticmethod
     def _hard_facts(claim: str, window: str, best: _Unit, best_share: float, cited_label: str,
                     all_units: Sequence[_Unit]) -> str:
-        lower = _WORD_NUMBER.sub(lambda m: _WORD_NUMBERS[m.group(1).lower()], window).lower()
-        # a near copy of one sentence must have that sentence's numbers; a synthesis, those of its neighbourhood
-        said = numbers(best.text if best_share >= 0.8 and numbers(best.text) else window)
-        said_values = {value for value, _ in said}
-        units_said = {(v, u) for v, u in said if u in UNITS.values()}
-        if best_share >= 0.8:  # a near copy says each number as often as its sentence does
-            extra = Counter(v for v, _ in numbers(claim)) - Counter(v for v, _ in numbers(best.text))
-            if extra and numbers(best.text):
-                return f"{cited_label} does not give the number {next(iter(extra))} there"
-        for value, unit in numbers(claim):
-            if value not in said_values:
-                return f"{cited_label} does not give the number {value}"
-            if (value, unit) not in said and units_said and any(v == value for v, _ in units_said):
-                other = next(u for v, u in sorted(units_said) if v == value)
-                return f"{cited_label} says {value} {other}, not {value} {unit or 'without a unit'}"
-        for name in sorted(names(claim), key=len, reverse=True):
-            if not re.search(rf"(?<![\w]){re.escape(name.lower())}(?![\w])", lower) and (
-                    stem(name) not in terms(window)):
-                return f"{cited_label} does not mention \"{name}\" here"
-        said_not = negations(best.text)
-        if best_share >= 0.5 and negations(claim) < said_not:
-            return f"it affirms what {cited_label} denies: \"{best.text[:120]}\""
-        extra = negations(claim) - said_not
-        if best_share >= 0.5 and extra > 0:
-            # a claim may join two sentences of the source: a clause's "not" from the other sentence is no denial
-            for clause in _CLAUSE.split(claim):
-                clause_words = terms(clause)
-                if len(clause_words) < 3 or not negations(clause):
-                    continue
-                rests_on = max(all_units, key=lambda u: (len(clause_words & u.terms), -u.position))
-                if rests_on is not best and len(clause_words & rests_on.terms) / len(clause_words) >= 0.5:
-                    extra -= min(negations(clause), negations(rests_on.text))
-            if extra > 0:
-                return f"it denies what {cited_label} says: \"{best.text[:120]}\""
-        return ""
+        """The first number, name or negation of the claim that its sources contradict ("" when none)."""
+        return (_number_mismatch(claim, window, best, best_share, cited_label)
+                or _name_missing(claim, window, cited_label)
+                or (_negation_mismatch(claim, best, cited_label, all_units) if best_share >= 0.5 else ""))
 
     # -- the relevance gate ------------------------------------------------------------------------------------
     def unanswerable(self, question: str, sources: Sequence[Source]) -> str:
@@ -261,8 +231,9 @@ class LocalVerifier:
         if not all_units or not asked:
             return "" if all_units else "the passages found have no text"
         text = "\n".join(p.lower for p in pieces)
+        squashed = _SQUASH.sub("", text)  # "GroundTruth" is "Ground Truth", "codepipeline" is "CodePipeline"
         missing = [n for n in names(question) if n.lower() not in _ASKING and not re.search(
-            rf"(?<![\w]){re.escape(n.lower())}(?![\w])", text)]
+            rf"(?<![\w]){re.escape(n.lower())}(?![\w])", text) and _SQUASH.sub("", n.lower()) not in squashed]
         if missing:
             return f"the passages found never mention {', '.join(sorted(missing))}"
         found = set().union(*(u.terms for u in all_units))
@@ -276,3 +247,52 @@ class LocalVerifier:
         if similarity < threshold:
             return f"no passage found is about this question (closest similarity {similarity:.2f})"
         return ""
+
+
+def _number_mismatch(claim: str, window: str, best: _Unit, best_share: float, cited_label: str) -> str:
+    """A number of the claim that the sources do not give, or give with another unit."""
+    # a near copy of one sentence must have that sentence's numbers; a synthesis, those of its neighbourhood
+    near_copy = best_share >= 0.8 and bool(numbers(best.text))
+    said = numbers(best.text if near_copy else window)
+    if near_copy:  # ... and say each as often as that sentence does
+        extra = Counter(v for v, _ in numbers(claim)) - Counter(v for v, _ in said)
+        if extra:
+            return f"{cited_label} does not give the number {next(iter(extra))} there"
+    said_values = {value for value, _ in said}
+    units_said = {(v, u) for v, u in said if u in UNITS.values()}
+    for value, unit in numbers(claim):
+        if value not in said_values:
+            return f"{cited_label} does not give the number {value}"
+        if (value, unit) not in said and any(v == value for v, _ in units_said):
+            other = next(u for v, u in sorted(units_said) if v == value)
+            return f"{cited_label} says {value} {other}, not {value} {unit or 'without a unit'}"
+    return ""
+
+
+def _name_missing(claim: str, window: str, cited_label: str) -> str:
+    """A quoted or code identifier, or a name, of the claim that the sources do not mention where it rests."""
+    lower = _WORD_NUMBER.sub(lambda m: _WORD_NUMBERS[m.group(1).lower()], window).lower()
+    window_terms = terms(window)
+    for name in sorted(names(claim), key=len, reverse=True):
+        if not re.search(rf"(?<![\w]){re.escape(name.lower())}(?![\w])", lower) and stem(name) not in window_terms:
+            return f"{cited_label} does not mention \"{name}\" here"
+    return ""
+
+
+def _negation_mismatch(claim: str, best: _Unit, cited_label: str, all_units: Sequence[_Unit]) -> str:
+    """Whether the claim denies what its sentence says, or affirms what it denies."""
+    said_not = negations(best.text)
+    if negations(claim) < said_not:
+        return f"it affirms what {cited_label} denies: \"{best.text[:120]}\""
+    unexplained = negations(claim) - said_not
+    if unexplained <= 0:
+        return ""
+    # a claim may join two sentences of the source: a clause's "not" from the other sentence is no denial
+    for clause in _CLAUSE.split(claim):
+        clause_words = terms(clause)
+        if len(clause_words) < 3 or not negations(clause):
+            continue
+        rests_on = max(all_units, key=lambda u: (len(clause_words & u.terms), -u.position))
+        if rests_on is not best and len(clause_words & rests_on.terms) / len(clause_words) >= 0.5:
+            unexplained -= min(negations(clause), negations(rests_on.text))
+    return f"it denies what {cited_label} says: \"{best.text[:120]}\"" if unexplained > 0 else ""
