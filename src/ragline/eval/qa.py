@@ -30,7 +30,7 @@ from ragline.types import Answer, Done, ErrorEvent, Query, Source, Token
 
 KS = (1, 5, 10)
 SUPPORT_SHARE = 0.6
-STAGES = ("retrieve", "prompt", "first_token", "generate", "total")
+STAGES = ("retrieve", "gate", "prompt", "first_token", "generate", "verify", "total")
 _QUESTION = ("question", "query")
 _ANSWER = ("answer_true", "answer", "reference", "reference_answer")
 _GOLD = ("document_true", "source docs", "gold", "gold_docs", "doc_id")

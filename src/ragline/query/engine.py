@@ -202,10 +202,11 @@ class Engine:
                 hits = self.reranker.rerank(query.question, hits, query.k, deadline)
                 run.lap("rerank", mark, hits=len(hits), reranker=self.reranker.name)
         sources = self.sources(hits)
-        why_not = "" if self.gate is None or not hits or query.images else self.gate.unanswerable(
-            search_text(query.question, query.history), sources)
-        if why_not:
-            run.lap("gate", run.started, answerable=False)
+        why_not = ""
+        if self.gate is not None and hits and not query.images:  # a question about a picture is not gated
+            mark = time.perf_counter()
+            why_not = self.gate.unanswerable(search_text(query.question, query.history), sources)
+            run.lap("gate", mark, answerable=not why_not)
         if (hits or self.responder.retrieves) and not why_not:
             events = self.responder.respond(query, sources, tenant=self.tenant, deadline=deadline)
             yield from run.follow(events, deadline)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from ragline.types import Message, Source
 
-PROMPT_VERSION = "stuff-v3"
+PROMPT_VERSION = "stuff-v4"
 
 SYSTEM = (
     "You answer questions using only the numbered sources provided. "

@@ -35,10 +35,15 @@ DECLINES = re.compile(
 # digit or opening quote; or at a line break. Both need the next character, so a sentence is judged once the next
 # one has begun (or the answer ended).
 _END = re.compile(r"[.!?][\"')*_`]*(?:[ \t]*\[\d+(?:\s*[,;\-–]\s*\d+)*\])*(?=([ \t]+)[A-Z0-9\"'(`*])|\n+(?=\S)")
-_ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|etc|vs|approx|No|Fig|Inc|Corp|Mr|Ms|Dr)|\b[A-Z]|^\s*\d+)\.$")
+_ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|etc|vs|approx|Fig|Inc|Corp|Mr|Ms|Dr)|\b[A-Z]|^\s*\d+)\.$")
 _WORDS = re.compile(r"[A-Za-z0-9][\w'\-.]*[A-Za-z0-9]|[A-Za-z0-9]")
 _FILLER = frozenset(("a", "an", "the", "is", "are", "do", "does", "can", "i", "you", "it", "of", "to", "in", "on",
                      "for", "and", "or", "what", "how", "which", "yes", "no", "this", "that", "with", "about"))
+
+
+def sep_end_of(match: re.Match[str]) -> int:
+    """Where the next sentence begins after a full-stop match."""
+    return match.end() + len(match.group(1))
 
 
 def split_sentences(text: str) -> list[tuple[str, str]]:
@@ -63,9 +68,11 @@ class SentenceCutter:
                 end, sep_end = match.start(), match.end()
             else:
                 end = match.end()
-                if _ABBREVIATION.search(self.buffer[start:end].split("\n")[-1].split("[")[0].rstrip()):
+                piece = self.buffer[start:end].split("\n")[-1].split("[")[0].rstrip()
+                numbered = piece.endswith(" No.") and self.buffer[sep_end_of(match)].isdigit()  # "No. 5"
+                if _ABBREVIATION.search(piece) or numbered:
                     continue
-                sep_end = end + len(match.group(1))
+                sep_end = sep_end_of(match)
             if self.buffer[start:end].strip():
                 out.append((self.buffer[start:end], self.buffer[end:sep_end]))
             elif out:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Generator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
 
 import numpy as np
 
@@ -110,7 +111,52 @@ class QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
-class FaultyOpenAIServer:
+class QuietHandler(BaseHTTPRequestHandler):
+    """A loopback request handler: HTTP/1.1, no access log, JSON bodies read in one call."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+    def read_json(self) -> Any:
+        """The request's JSON body."""
+        return json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+
+def begin_event_stream(handler: BaseHTTPRequestHandler) -> None:
+    """Start a 200 ``text/event-stream`` answer (the connection closes at its end)."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+
+
+def send_event(handler: BaseHTTPRequestHandler, payload: dict[str, object]) -> None:
+    """One ``data:`` event of an OpenAI-style stream, flushed at once."""
+    handler.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+    handler.wfile.flush()
+
+
+class LoopbackOpenAI:
+    """What every loopback OpenAI-compatible server shares: its ``/v1`` base URL, and start/stop as a context."""
+
+    _server: QuietServer
+
+    @property
+    def base_url(self) -> str:
+        """The server's ``/v1`` base URL."""
+        return f"{self._server.origin}/v1"
+
+    def __enter__(self) -> Self:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()
+
+
+class FaultyOpenAIServer(LoopbackOpenAI):
     """An OpenAI-compatible chat server on 127.0.0.1 that misbehaves on command, for resilience tests.
 
     ``script`` is consumed one entry per request (the last entry repeats): ``ok``; an HTTP status such as
@@ -128,15 +174,10 @@ class FaultyOpenAIServer:
         self.abandoned: list[tuple[float, int]] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                """Quiet."""
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 """Answer one chat completion as the script says."""
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                body = self.read_json()
                 owner.requests.append((time.monotonic(), body))
                 step = owner.script.pop(0) if len(owner.script) > 1 else owner.script[0]
                 kind, _, arg = step.partition(":")
@@ -169,10 +210,7 @@ class FaultyOpenAIServer:
                 self.wfile.write(b"data: [DONE]\n\n")
 
             def _begin_stream(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
+                begin_event_stream(self)
 
             def _slow(self, count: int, gap: float) -> None:
                 self._begin_stream()
@@ -186,19 +224,6 @@ class FaultyOpenAIServer:
                 self.wfile.write(b"data: [DONE]\n\n")
 
             def _event(self, payload: dict[str, object]) -> None:
-                self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
-                self.wfile.flush()
+                send_event(self, payload)
 
         self._server = QuietServer(Handler)
-
-    @property
-    def base_url(self) -> str:
-        """The server's ``/v1`` base URL."""
-        return f"{self._server.origin}/v1"
-
-    def __enter__(self) -> FaultyOpenAIServer:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()

@@ -9,16 +9,14 @@ while the answer is still being written.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler
 
 from ragline.eval.verify import change_number, negate
 from ragline.providers.local.sentences import units
-from ragline.testing.fakes import QuietServer
+from ragline.testing.fakes import LoopbackOpenAI, QuietHandler, QuietServer, begin_event_stream, send_event
 
 _SOURCE = re.compile(r"^\[(\d+)\] [^\n]*\n(.*?)(?=\n\n\[\d+\] |\n\nQuestion: |\Z)", re.MULTILINE | re.DOTALL)
 
@@ -43,7 +41,7 @@ def hallucinated_answer(prompt: str, corrupt: Sequence[int]) -> tuple[str, list[
     return (" ".join(parts) or "I don't know."), corrupted
 
 
-class HallucinatingOpenAIServer:
+class HallucinatingOpenAIServer(LoopbackOpenAI):
     """``/v1/chat/completions`` (streamed) on 127.0.0.1; see the module's doc."""
 
     def __init__(self, corrupt: Sequence[int] = (2,), gap: float = 0.0) -> None:
@@ -51,44 +49,20 @@ class HallucinatingOpenAIServer:
         self.corrupted: list[str] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                """Quiet."""
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 """Stream one corrupted answer."""
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                body = self.read_json()
                 prompt = str(body["messages"][-1]["content"])
                 text, corrupted = hallucinated_answer(prompt, owner.corrupt)
                 owner.corrupted.extend(corrupted)
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Connection", "close")
-                self.end_headers()
+                begin_event_stream(self)
                 words = text.split(" ")
                 for n, word in enumerate(words):
-                    self._event({"choices": [{"delta": {"content": word if n == 0 else " " + word}}]})
+                    send_event(self, {"choices": [{"delta": {"content": word if n == 0 else " " + word}}]})
                     time.sleep(gap)
-                self._event({"choices": [], "usage": {"prompt_tokens": len(prompt.split()),
-                                                      "completion_tokens": len(words)}})
+                send_event(self, {"choices": [], "usage": {"prompt_tokens": len(prompt.split()),
+                                                           "completion_tokens": len(words)}})
                 self.wfile.write(b"data: [DONE]\n\n")
 
-            def _event(self, payload: dict[str, object]) -> None:
-                self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
-                self.wfile.flush()
-
         self._server = QuietServer(Handler)
-
-    @property
-    def base_url(self) -> str:
-        """The server's ``/v1`` base URL."""
-        return f"{self._server.origin}/v1"
-
-    def __enter__(self) -> HallucinatingOpenAIServer:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ragline.providers.local.sentences import Unit, units
+from ragline.providers.local.sentences import Unit, split_paragraph, units
 from ragline.seams import Embedder
 from ragline.types import Deadline, Query, ResponseEvent, Source, Sources, Token
 
@@ -195,8 +195,9 @@ class ExtractiveAnswerer:
         ordered = sorted(dict.fromkeys(chosen), key=lambda c: (c.source, c.unit.position))
         parts = []
         for c in ordered:
-            text = c.unit.text.rstrip()
-            end = text[-1] if text[-1] in ".!?:" else ""
-            body = text[:-1].rstrip() if end else text
-            parts.append(f"{body} [{c.number}]{'.' if end in ('', ':') else end}")
+            for sentence in split_paragraph(c.unit.text):  # a list item or row may hold several: each is cited
+                text = sentence.rstrip()
+                end = text[-1] if text[-1] in ".!?:" else ""
+                body = text[:-1].rstrip() if end else text
+                parts.append(f"{body} [{c.number}]{'.' if end in ('', ':') else end}")
         return " ".join(parts)

@@ -19,8 +19,9 @@ _EMPHASIS = re.compile(r"(\*\*|__|`)")
 _BRACKETED_NUMBER = re.compile(r"\s*\[\d+(?:\s*[,;\-–]\s*\d+)*\]")
 _ITEM = re.compile(r"^\s*(?:[-*+]|(\d+)[.)])\s+(.*)$")
 _TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}")
-# A sentence ends at . ! ? followed by space and a capital, digit or quote; not after an abbreviation.
-_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+# A sentence ends at . ! ? (or after a closing quote or bracket that follows one) before space and a capital, digit
+# or quote; not after an abbreviation.
+_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"”’')]))\s+(?=[A-Z0-9\"'(“])")
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "Inc.", "Corp.", "approx.", "No.", "Fig.", "U.S.")
 
 

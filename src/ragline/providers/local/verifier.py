@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ragline.providers.local.extractive import STOP, question_kind
-from ragline.providers.local.sentences import clean, units
+from ragline.providers.local.sentences import clean, split_paragraph, units
 from ragline.seams import Embedder
 from ragline.types import Source, Vectors
 
@@ -156,7 +156,9 @@ class LocalVerifier:
         if found is not None:
             return found
         head = " ".join(x for x in (clean(source.title), clean(source.heading)) if x)
-        cut = [_Unit(u.text, frozenset(terms(u.text)), source.number, u.position) for u in units(source.excerpt)]
+        # one unit per sentence: a table row or list item may hold several, and a claim rests on one of them
+        pieces = [sentence for u in units(source.excerpt) for sentence in split_paragraph(u.text)]
+        cut = [_Unit(text, frozenset(terms(text)), source.number, n) for n, text in enumerate(pieces)]
         if head:
             cut.append(_Unit(head, frozenset(terms(head)), source.number, -1))
         text = _WORD_NUMBER.sub(lambda m: _WORD_NUMBERS[m.group(1).lower()], f"{head}\n{clean(source.excerpt)}")
