@@ -51,6 +51,7 @@ def test_what_is_not_a_claim_is_a_remark() -> None:
     assert remark(question, "Yes.") == "not a claim"
     assert remark(question, "Here are the steps:") == "introduces what follows"
     assert remark(question, "Amazon Lex does store utterances.") == "restates the question"
+    assert remark(question, "Yes, Amazon Lex does store utterances.") == ""  # the answer itself: a claim
     assert remark(question, "Utterances are kept for 15 days.") == ""  # a claim, uncited
     assert remark(question, "Utterances are kept for 15 days [3].") == ""
 

@@ -166,7 +166,14 @@ class Ragline:
         """The offline verifier over the embedder; also the relevance gate."""
         from ragline.providers.local.verifier import LocalVerifier
 
-        return LocalVerifier(self.embedder)
+        return LocalVerifier(self.embedder, vectors=self.passage_vectors)
+
+    @cached_property
+    def passage_vectors(self) -> QueryEmbeddingCache:
+        """Vectors of passage sentences, cached: the gate, the verifier and the extractive answerer share them."""
+        from ragline.query.retrieval import QueryEmbeddingCache
+
+        return QueryEmbeddingCache(self.embedder, 4096)
 
     @cached_property
     def gate(self) -> RelevanceGate | None:
@@ -223,9 +230,9 @@ class Ragline:
 
 
 PARTS = {"embedder", "registry", "conversations", "connections", "store", "chunker", "queries", "retriever",
-         "reranker", "responder", "cache", "verifier", "local_verifier", "gate"}
+         "reranker", "responder", "cache", "verifier", "local_verifier", "gate", "passage_vectors"}
 _SHARED = ("embedder", "registry", "store", "chunker", "queries", "retriever", "reranker", "responder", "cache",
-           "verifier", "local_verifier", "gate")
+           "verifier", "local_verifier", "gate", "passage_vectors")
 
 
 def _build(table: dict[str, T], seam: str, name: str) -> T:
@@ -293,7 +300,7 @@ def knowledge_base_options(s: Settings) -> dict[str, Any]:
 def _extractive(app: Ragline) -> Responder:
     from ragline.providers.local.extractive import ExtractiveAnswerer
 
-    return ExtractiveAnswerer(app.embedder)
+    return ExtractiveAnswerer(app.embedder, vectors=app.passage_vectors)
 
 
 def _knowledge_base_answerer(app: Ragline) -> Responder:

@@ -12,6 +12,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from ragline.errors import InputError
 from ragline.seams import Embedder, HybridSearch, Store
 from ragline.types import Chunk, Hit, Message, Vectors
@@ -91,7 +93,7 @@ def search_text(question: str, history: Sequence[Message]) -> str:
 
 
 class QueryEmbeddingCache:
-    """An LRU of query vectors in front of an embedder: a repeated question costs no model call."""
+    """An LRU of vectors in front of an embedder: a repeated question (or passage sentence) costs no model call."""
 
     def __init__(self, embedder: Embedder, size: int = 1024) -> None:
         self.embedder = embedder
@@ -116,6 +118,25 @@ class QueryEmbeddingCache:
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
         return vector
+
+    def embed_many(self, texts: Sequence[str]) -> Vectors:
+        """The vectors of several texts, in one model call for those not cached."""
+        with self._lock:
+            found = {t: self._items[t] for t in dict.fromkeys(texts) if t in self._items}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            found.update(zip(missing, self.embedder.embed_batch(missing), strict=True))
+        with self._lock:
+            self.hits += len(texts) - len(missing)
+            self.misses += len(missing)
+            if self.size:
+                for text in missing:
+                    self._items[text] = found[text]
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.embedder.dimension), dtype=np.float32)
+        return np.stack([found[t] for t in texts])
 
 
 class StoreRetriever:

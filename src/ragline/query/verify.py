@@ -116,8 +116,8 @@ def remark(question: str, sentence: str) -> str:
     if len(words) <= 2 and not any(c.isdigit() for c in text):
         return "not a claim"
     asked = {w.lower() for w in _WORDS.findall(question)}
-    if words and all(w in asked or w in _FILLER for w in words):
-        return "restates the question"
+    if words and words[0] not in ("yes", "no") and all(w in asked or w in _FILLER for w in words):
+        return "restates the question"  # "Yes, it is available on M3" restates it too, but answers it: a claim
     return ""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ragline.providers.local.sentences import Unit, split_paragraph, units
+from ragline.query.retrieval import QueryEmbeddingCache
 from ragline.seams import Embedder
 from ragline.types import Deadline, Query, ResponseEvent, Source, Sources, Token
 
@@ -84,8 +85,9 @@ class ExtractiveAnswerer:
     retrieves = False
 
     def __init__(self, embedder: Embedder, max_units: int = 2, min_similarity: float = 0.3,
-                 max_steps: int = 6, max_embedded: int = 48) -> None:
+                 max_steps: int = 6, max_embedded: int = 48, vectors: QueryEmbeddingCache | None = None) -> None:
         self.embedder = embedder
+        self.vectors = vectors or QueryEmbeddingCache(embedder, 0)  # shared with the verifier: no text twice
         self.max_embedded = max_embedded
         self.max_units = max_units
         self.min_similarity = min_similarity
@@ -127,7 +129,7 @@ class ExtractiveAnswerer:
         # source's opening units, are embedded (a unit sharing no word rarely answers); the rest score nothing.
         embedded = sorted(range(len(candidates)), key=lambda i: (-overlap[i], i))[: self.max_embedded]
         embedded = sorted(set(embedded) | {i for i, c in enumerate(candidates) if c.unit.position < 3})
-        vectors = self.embedder.embed_batch([question, *(candidates[i].unit.text for i in embedded)])
+        vectors = self.vectors.embed_many([question, *(candidates[i].unit.text for i in embedded)])
         similarity = np.full(len(candidates), -1.0)
         similarity[embedded] = vectors[1:] @ vectors[0]
         # earlier sources rank higher: retrieval already judged them

@@ -27,6 +27,7 @@ import numpy as np
 
 from ragline.providers.local.extractive import STOP, question_kind
 from ragline.providers.local.sentences import clean, split_paragraph, units
+from ragline.query.retrieval import QueryEmbeddingCache
 from ragline.seams import Embedder
 from ragline.types import Source, Vectors
 
@@ -131,16 +132,16 @@ class LocalVerifier:
 
     name = "local"
 
-    def __init__(self, embedder: Embedder, *, supported_similarity: float = 0.72, lexical_support: float = 0.8,
-                 gate_similarity: float = 0.42, gate_coverage: float = 0.6, cache_size: int = 4096) -> None:
+    def __init__(self, embedder: Embedder, *, vectors: QueryEmbeddingCache | None = None,
+                 supported_similarity: float = 0.72, lexical_support: float = 0.8, gate_similarity: float = 0.42,
+                 gate_coverage: float = 0.6) -> None:
         self.embedder = embedder
+        self.vectors = vectors or QueryEmbeddingCache(embedder, 4096)  # shared with the extractive answerer
         self.gate_coverage = gate_coverage
         self.supported_similarity = supported_similarity
         self.lexical_support = lexical_support
         self.gate_similarity = gate_similarity
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._evidence: OrderedDict[tuple[int, str], _Evidence] = OrderedDict()
-        self._cache_size = cache_size
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -170,18 +171,8 @@ class LocalVerifier:
         return found
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        """Vectors for ``texts``, each embedded once while it stays in the cache."""
-        with self._lock:
-            missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
-        if missing:
-            vectors = self.embedder.embed_batch(missing)
-            with self._lock:
-                for text, vector in zip(missing, vectors, strict=True):
-                    self._vectors[text] = vector
-                while len(self._vectors) > self._cache_size:
-                    self._vectors.popitem(last=False)
-        with self._lock:
-            return np.stack([self._vectors.get(t, np.zeros(self.embedder.dimension, np.float32)) for t in texts])
+        """Vectors for ``texts``, each embedded once while it stays in the (shared) cache."""
+        return self.vectors.embed_many(texts)
 
     # -- the verifier -----------------------------------------------------------------------------------------
     def check(self, question: str, claim: str, cited: Sequence[Source]) -> tuple[str, str]:
