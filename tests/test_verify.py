@@ -133,6 +133,16 @@ def test_drop_shows_only_supported_sentences_each_with_its_verdict() -> None:
     assert [v.shown for v in checker.verdicts] == [True, False, False, True]
 
 
+def test_drop_keeps_an_answer_that_declines_and_says_so_when_every_claim_went() -> None:
+    checker = Checker(_Judge(), "Q?", [], "drop")
+    events = [*checker.feed("I don't know: the passages found never mention Polly."), *checker.finish()]
+    assert checker.text == "I don't know: the passages found never mention Polly." and not checker.refused
+    assert [type(e).__name__ for e in events] == ["Token", "Verdict"]
+    checker = Checker(_Judge(), "Q?", [], "drop")
+    list(checker.feed("It is false [1]. Also false [2].")) + list(checker.finish())
+    assert checker.refused and checker.text.startswith("I don't know")
+
+
 def test_refuse_replaces_an_answer_its_sources_do_not_support() -> None:
     events, checker = run_policy("refuse", threshold=0.75)  # 2 of 4 supported
     tokens = [e for e in events if isinstance(e, Token)]

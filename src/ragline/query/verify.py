@@ -173,8 +173,8 @@ class Checker:
                                  for v in self.verdicts]
                 self.shown = [refusal(self.sources)]
             yield Token("".join(self.shown))
-        elif self.policy == "drop" and not any(v.shown and v.verdict != "remark" for v in self.verdicts) and (
-                self.verdicts):
+        elif self.policy == "drop" and any(not v.shown for v in self.verdicts) and not any(
+                v.shown and v.verdict != "remark" for v in self.verdicts):  # every claim was dropped
             self.refused = True
             self.shown = [refusal(self.sources)]
             yield Token(self.shown[0])
