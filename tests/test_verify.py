@@ -139,8 +139,11 @@ def test_drop_keeps_an_answer_that_declines_and_says_so_when_every_claim_went() 
     assert checker.text == "I don't know: the passages found never mention Polly." and not checker.refused
     assert [type(e).__name__ for e in events] == ["Token", "Verdict"]
     checker = Checker(_Judge(), "Q?", [], "drop")
-    list(checker.feed("It is false [1]. Also false [2].")) + list(checker.finish())
+    events = [*checker.feed("Yes. It is false [1]. Also false [2]."), *checker.finish()]
     assert checker.refused and checker.text.startswith("I don't know")
+    tokens = [e.text for e in events if isinstance(e, Token)]
+    assert tokens == [checker.text]  # the "Yes." went with the claims that decided it
+    assert not any(v.shown for v in checker.verdicts)
 
 
 def test_refuse_replaces_an_answer_its_sources_do_not_support() -> None:

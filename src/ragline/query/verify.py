@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ragline.query.citations import MARKER, marker_numbers
 from ragline.seams import Verifier
@@ -143,6 +143,7 @@ class Checker:
     seconds: float = 0.0
     refused: bool = False
     _cutter: SentenceCutter = field(default_factory=SentenceCutter)
+    _held: list[tuple[str, Verdict]] = field(default_factory=list)
 
     @property
     def active(self) -> bool:
@@ -169,28 +170,47 @@ class Checker:
             share = sum(v.verdict == "supported" for v in claims) / len(claims) if claims else 1.0
             if share < self.threshold:
                 self.refused = True
-                self.verdicts = [Verdict(v.index, v.text, v.verdict, v.sources, v.reason, False)
-                                 for v in self.verdicts]
+                self.verdicts = [replace(v, shown=False) for v in self.verdicts]
                 self.shown = [refusal(self.sources)]
             yield Token("".join(self.shown))
-        elif self.policy == "drop" and any(not v.shown for v in self.verdicts) and not any(
-                v.shown and v.verdict != "remark" for v in self.verdicts):  # every claim was dropped
-            self.refused = True
-            self.shown = [refusal(self.sources)]
-            yield Token(self.shown[0])
+        elif self.policy == "drop":
+            if any(not v.shown for v in self.verdicts) and not any(
+                    v.shown and v.verdict != "remark" for v in self.verdicts):  # every claim was dropped
+                # its remarks go too: a "Yes." whose deciding sentence was dropped would mislead
+                self.verdicts = [replace(v, shown=False) if v.verdict == "remark" else v for v in self.verdicts]
+                yield from (replace(held, shown=False) for _, held in self._held)
+                self._held.clear()
+                self.refused = True
+                self.shown = [refusal(self.sources)]
+                yield Token(self.shown[0])
+            else:
+                yield from self._release()
 
     def _judge(self, sentence: str, sep: str) -> Iterator[Token | Verdict]:
         mark = time.perf_counter()
         verdict = self.judge(len(self.verdicts), sentence)
         self.seconds += time.perf_counter() - mark
         keep = self.policy != "drop" or verdict.verdict in ("supported", "remark")
-        verdict = Verdict(verdict.index, verdict.text, verdict.verdict, verdict.sources, verdict.reason, keep)
+        verdict = replace(verdict, shown=keep)
         self.verdicts.append(verdict)
-        if self.policy in ("drop", "refuse") and keep:
+        if self.policy == "drop" and verdict.verdict == "remark":
+            self._held.append((sentence + sep, verdict))  # shown with the next supported claim, or not at all
+            return
+        if self.policy == "drop" and keep:
+            yield from self._release()
             self.shown.append(sentence + sep)
-            if self.policy == "drop":
-                yield Token(sentence + sep)
+            yield Token(sentence + sep)
+        elif self.policy == "refuse":
+            self.shown.append(sentence + sep)
         yield verdict
+
+    def _release(self) -> Iterator[Token | Verdict]:
+        """``drop``: the remarks held back, now that a supported claim follows them (or the answer is all remarks)."""
+        for text, verdict in self._held:
+            self.shown.append(text)
+            yield Token(text)
+            yield verdict
+        self._held.clear()
 
     def judge(self, index: int, sentence: str) -> Verdict:
         """The verdict on one sentence of the answer."""
