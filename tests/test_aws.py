@@ -360,6 +360,8 @@ def test_the_http_function_uploads_to_the_bucket_and_answers_with_a_cognito_toke
     ({"GroundingCheck": "guardrail", "Verify": "drop"},
      {"verifier": "guardrail", "verify": "drop", "guardrail_id": "gr-created", "guardrail_version": "DRAFT"},
      {"HttpFunction:GroundingCheck", "WebSocketFunction:GroundingCheck"}),
+    ({"RerankModelId": "amazon.rerank-v1:0"}, {"reranker": "bedrock", "rerank_model": "amazon.rerank-v1:0"},
+     {"HttpFunction:Rerank", "WebSocketFunction:Rerank", "HttpFunction:RerankModel", "WebSocketFunction:RerankModel"}),
     ({"GroundingCheck": "guardrail", "GuardrailId": "gr-mine", "GuardrailVersion": "3"},
      {"verifier": "guardrail", "guardrail_id": "gr-mine", "guardrail_version": "3"},
      {"HttpFunction:GroundingCheck", "WebSocketFunction:GroundingCheck"}),
@@ -377,7 +379,7 @@ def test_each_retrieval_option_of_the_template_sets_ragline_and_its_iam(monkeypa
     settings = Settings()
     assert {k: getattr(settings, k) for k in expected} == expected
     optional = {"Kendra", "KnowledgeBase", "OpenSearchServerlessRead", "OpenSearchDomainRead",
-                "OpenSearchServerlessWrite", "OpenSearchDomainWrite", "GroundingCheck"}
+                "OpenSearchServerlessWrite", "OpenSearchDomainWrite", "GroundingCheck", "Rerank", "RerankModel"}
     found = set()
     for name in ("HttpFunction", "WebSocketFunction", "IngestFunction"):
         for policy in template["Resources"][name]["Properties"]["Policies"]:

@@ -11,7 +11,8 @@ import pytest
 from ragline.compose import Ragline
 from ragline.errors import ConfigError, ModelError
 from ragline.interfaces.http import create_app
-from ragline.providers.aws.knowledge_base import insert_marks, metadata_filter, model_arn
+from ragline.providers.aws.clients import model_arn
+from ragline.providers.aws.knowledge_base import insert_marks, metadata_filter
 from ragline.query.engine import Query
 from ragline.settings import Settings
 from ragline.testing.aws import FakeAWSModels
@@ -50,9 +51,9 @@ def test_filters_follow_the_documented_retrieval_filter():
         {"startsWith": {"key": "x-amz-bedrock-kb-source-uri", "value": "s3://docs/lex/"}},
         {"equals": {"key": "team", "value": "ops"}},
     ]}
-    assert model_arn(HAIKU, "eu-west-1") == f"arn:aws:bedrock:eu-west-1::foundation-model/{HAIKU}"
+    assert model_arn(HAIKU, "eu-west-1", "test") == f"arn:aws:bedrock:eu-west-1::foundation-model/{HAIKU}"
     profile = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"
-    assert model_arn(profile, None) == profile
+    assert model_arn(profile, None, "test") == profile
 
 
 def test_retriever_feeds_ragline_prompt_model_citations_and_cache(tmp_path):

@@ -394,7 +394,14 @@ def _http_reranker(s: Settings) -> Reranker:
                         policy=RetryPolicy.from_settings(s))
 
 
-RERANKERS.update(none=_no_reranker, http=_http_reranker)
+def _bedrock_reranker(s: Settings) -> Reranker:
+    from ragline.providers.aws.rerank import BedrockReranker
+
+    return BedrockReranker(s.rerank_model, region=s.aws_region, endpoint_url=s.endpoint_for("bedrock-agent-runtime"),
+                           timeout=s.request_timeout, policy=RetryPolicy.from_settings(s))
+
+
+RERANKERS.update(none=_no_reranker, http=_http_reranker, bedrock=_bedrock_reranker)
 
 
 def _local_verifier(app: Ragline) -> Verifier:

@@ -20,8 +20,17 @@ HITS = [Hit(Chunk(f"c{n}", f"doc{n}.md", 0, text), 0.5) for n, text in enumerate
     "Amazon Lex builds chatbots with voice and text."])]
 
 
-@pytest.fixture(params=["cohere", "tei"])
+@pytest.fixture(params=["cohere", "tei", "bedrock"])
 def reranker(request: pytest.FixtureRequest) -> Iterator[Reranker]:
+    if request.param == "bedrock":  # the loopback Bedrock, through boto3 (botocore validates the request)
+        from ragline.providers.aws.rerank import BedrockReranker
+        from ragline.testing.aws import FakeAWSModels
+
+        request.getfixturevalue("aws_env")
+        with FakeAWSModels() as aws:
+            yield BedrockReranker("amazon.rerank-v1:0", region="us-east-1", endpoint_url=aws.endpoint_url,
+                                  policy=RetryPolicy(3, 0.01, 0.02))
+        return
     with FakeReranker(request.param) as fake:
         yield HTTPReranker(fake.url, model="rerank-v1", api=request.param, policy=RetryPolicy(3, 0.01, 0.02))
 
@@ -39,6 +48,23 @@ def test_throttling_is_retried_and_a_bad_request_is_not() -> None:
         assert ranked[0].chunk.id == "c1" and len(fake.requests) == 2
     with FakeReranker("tei") as fake, pytest.raises(ModelError, match="422"):
         HTTPReranker(fake.url, api="cohere").rerank("cats", HITS, k=1)  # the wrong shape for this server
+
+
+def test_bedrock_rerank_sends_the_documented_request(aws_env) -> None:
+    from ragline.errors import ConfigError
+    from ragline.providers.aws.rerank import BedrockReranker
+    from ragline.testing.aws import FakeAWSModels
+
+    with FakeAWSModels() as aws:
+        reranker = BedrockReranker("cohere.rerank-v3-5:0", region="us-west-2", endpoint_url=aws.endpoint_url)
+        assert reranker.rerank("how long must passports be valid", HITS, k=2)[0].chunk.id == "c2"
+        body = aws.requests[-1]["body"]
+    assert aws.requests[-1]["path"] == "/rerank" and len(body["sources"]) == 4
+    config = body["rerankingConfiguration"]["bedrockRerankingConfiguration"]
+    assert config == {"numberOfResults": 2, "modelConfiguration": {
+        "modelArn": "arn:aws:bedrock:us-west-2::foundation-model/cohere.rerank-v3-5:0"}}
+    with pytest.raises(ConfigError, match="RAGLINE_RERANK_MODEL"):
+        BedrockReranker("", region="us-east-1")
 
 
 def test_the_engine_answers_from_the_reranked_passages(make_app, tmp_path) -> None:

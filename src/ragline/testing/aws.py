@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
 
+from ragline.testing.bedrock_rerank import rerank_problems, rerank_response
 from ragline.testing.fakes import FakeEmbedder, QuietServer
 from ragline.testing.guardrail import assess, guardrail_problems
 
@@ -99,7 +100,7 @@ class FakeAWSModels:
     """Bedrock Runtime, Bedrock Agent Runtime (knowledge bases) and Kendra on 127.0.0.1, at ``endpoint_url``.
 
     Bedrock: ConverseStream, InvokeModelWithResponseStream, InvokeModel for Titan v2, and ApplyGuardrail with a
-    contextual grounding check (word overlap against the thresholds given here). Knowledge bases:
+    contextual grounding check (word overlap against the thresholds given here), and Rerank. Knowledge bases:
     Retrieve, RetrieveAndGenerate, RetrieveAndGenerateStream. Kendra: Retrieve. ``passages`` are the documents
     of Kendra and the knowledge base: dicts with ``id``, ``title``, ``text``, ``uri``, ``language`` and optionally
     ``tenant`` (knowledge-base metadata).
@@ -132,6 +133,11 @@ class FakeAWSModels:
                     return
                 if path.startswith("/knowledgebases/") or path.startswith("/retrieveAndGenerate"):
                     self._knowledge_base(path, body)
+                    return
+                if path == "/rerank":
+                    problems = rerank_problems(body)
+                    self._json(*((400, {"message": "; ".join(problems), "__type": "ValidationException"})
+                                 if problems else (200, rerank_response(body))))
                     return
                 guardrail = re.fullmatch(r"/guardrail/([^/]+)/version/([^/]+)/apply", path)
                 if guardrail:

@@ -41,3 +41,12 @@ def error_code(err: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def model_arn(model_id: str, region: str | None, who: str) -> str:
+    """A foundation model's ARN from its id (an ARN is kept as it is); ``who`` needs it, for the error."""
+    if model_id.startswith("arn:"):
+        return model_id
+    if not region:
+        raise ConfigError(f"{who} needs a region for the model ARN: set RAGLINE_AWS_REGION")
+    return f"arn:aws:bedrock:{region}::foundation-model/{model_id}"

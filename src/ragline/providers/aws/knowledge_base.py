@@ -18,7 +18,7 @@ from typing import Any
 
 from ragline.errors import ConfigError, InputError, ModelUnavailableError, RaglineError
 from ragline.providers.aws.bedrock import bedrock_error
-from ragline.providers.aws.clients import client
+from ragline.providers.aws.clients import client, model_arn
 from ragline.resilience import RetryPolicy, unavailable
 from ragline.types import Chunk, Deadline, Hit, ModelEvent, Query, ResponseEvent, Source, Sources, Token
 
@@ -86,13 +86,7 @@ def reference_chunk(reference: Mapping[str, Any], rank: int, tenant: str, langua
     )
 
 
-def model_arn(model_id: str, region: str | None) -> str:
-    """RetrieveAndGenerate takes a model ARN: a foundation model id becomes one (an ARN is kept as it is)."""
-    if model_id.startswith("arn:"):
-        return model_id
-    if not region:
-        raise ConfigError("the knowledge-base answerer needs a region for the model ARN: set RAGLINE_AWS_REGION")
-    return f"arn:aws:bedrock:{region}::foundation-model/{model_id}"
+WHO = "the knowledge-base answerer"
 
 
 class _Calls:
@@ -258,7 +252,7 @@ class KnowledgeBaseAnswerer(_Calls):
             "retrieveAndGenerateConfiguration": {
                 "type": "KNOWLEDGE_BASE",
                 "knowledgeBaseConfiguration": {
-                    "knowledgeBaseId": self.knowledge_base_id, "modelArn": model_arn(self.model_id, region),
+                    "knowledgeBaseId": self.knowledge_base_id, "modelArn": model_arn(self.model_id, region, WHO),
                     "retrievalConfiguration": retrieval_configuration(k, self.search, filter_),
                 },
             },
