@@ -11,7 +11,7 @@ import base64
 import binascii
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ragline.errors import InputError
 from ragline.settings import Settings
@@ -28,7 +28,7 @@ class ImageIn(BaseModel):
         """The decoded image."""
         try:
             raw = base64.b64decode(self.data, validate=True)
-        except binascii.Error as err:
+        except (binascii.Error, ValueError) as err:  # ValueError: characters outside ASCII
             raise InputError("images[].data is not valid base64") from err
         return Image.from_bytes(raw, "image." + self.media_type.split("/")[1])
 
@@ -41,10 +41,34 @@ class QueryRequest(BaseModel):
     k: int | None = Field(None, ge=1, le=100)
     mode: Literal["hybrid", "vector", "bm25"] | None = None
     max_tokens: int | None = Field(None, ge=1, le=8192)
-    deadline: float | None = Field(None, gt=0, le=3600)
+    deadline: float | None = Field(None, gt=0, le=3600, allow_inf_nan=False)
     stream: bool = False
     use_cache: bool = True
     images: list[ImageIn] = Field(default_factory=list, max_length=5)
+
+    @field_validator("question")
+    @classmethod
+    def _question_is_text(cls, value: str) -> str:
+        return unicode_text(value, "question")
+
+    @field_validator("filters")
+    @classmethod
+    def _filters_are_text(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            unicode_text(key, "a filter key")
+            unicode_text(item, f"the filter {key.encode('utf-8', 'backslashreplace').decode()}")
+        return value
+
+
+def unicode_text(value: str, what: str) -> str:
+    """``value``, if it is valid Unicode text (a lone surrogate, which JSON can carry as an escape, is not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = value[err.start:err.end].encode("utf-8", "backslashreplace").decode()
+        raise ValueError(f"{what} is not valid Unicode text (a lone surrogate {bad} at character {err.start})") \
+            from err
+    return value
 
 
 def query_for(settings: Settings, request: QueryRequest, history: tuple[Message, ...] = (), *,

@@ -10,7 +10,7 @@ import asyncio
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 import anyio
 from fastapi import FastAPI, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ragline import errors
 from ragline.compose import Ragline
@@ -31,7 +32,7 @@ from ragline.interfaces.auth import Authenticator
 from ragline.interfaces.http.metrics import Metrics
 from ragline.interfaces.http.openai import completion, completion_chunks
 from ragline.interfaces.http.websocket import add_websocket
-from ragline.interfaces.requests import QueryRequest, query_for
+from ragline.interfaces.requests import QueryRequest, query_for, unicode_text
 from ragline.interfaces.turns import MODELS, Turns
 from ragline.interfaces.wire import sse_stream
 from ragline.query.engine import collect
@@ -52,6 +53,16 @@ STATUS: list[tuple[type[errors.RaglineError], int]] = [
 ]
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
+def validation_message(problems: Sequence[Any]) -> str:
+    """What was wrong with a request, one clause per problem: where (``body.deadline``) and why."""
+    clauses = []
+    for problem in problems:
+        where = ".".join(str(part) for part in problem.get("loc", ()))
+        why = str(problem.get("msg", "invalid"))
+        clauses.append(f"{where}: {why}".encode("utf-8", "backslashreplace").decode())
+    return "; ".join(clauses) or "the request is not valid"
+
+
 def status_for(err: errors.RaglineError) -> int:
     """The HTTP status of an error."""
     return next((code for kind, code in STATUS if isinstance(err, kind)), 500)
@@ -61,6 +72,14 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[dict[str, Any]] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _content_is_text(cls, value: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]] | None:
+        texts = [value] if isinstance(value, str) else [str(p.get("text", "")) for p in value or []]
+        for text in texts:
+            unicode_text(text, "messages[].content")
+        return value
 
     def text(self) -> str:
         """The message's text."""
@@ -121,6 +140,13 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
     app = FastAPI(title="ragline", version="0.1.0", lifespan=lifespan,
                   description="Answers from your own documents, with verified citations.")
     app.state.service = service
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        # the documented error shape; the input is named by its place, never echoed (NaN, Infinity and lone
+        # surrogates cannot be written back as JSON)
+        service.metrics.error("InputError")
+        return JSONResponse({"error": {"type": "InputError", "message": validation_message(err.errors())}}, 422)
 
     @app.exception_handler(errors.RaglineError)
     async def ragline_error(request: Request, err: errors.RaglineError) -> JSONResponse:
