@@ -48,6 +48,8 @@ def test_sentences_are_cut_only_once_complete_markers_staying_with_their_sentenc
 def test_what_is_not_a_claim_is_a_remark() -> None:
     question = "Does Amazon Lex store utterances?"
     assert remark(question, "I don't know: the sources do not say.") == "declines to answer"
+    assert remark(question, "The passages found do not mention retention.") == "declines to answer"
+    assert remark(question, "Amazon Lex does not support streaming [1].") == ""  # a negative claim, checked
     assert remark(question, "Yes.") == "not a claim"
     assert remark(question, "Here are the steps:") == "introduces what follows"
     assert remark(question, "Amazon Lex does store utterances.") == "restates the question"

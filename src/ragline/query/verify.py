@@ -25,10 +25,13 @@ from ragline.seams import Verifier
 from ragline.types import Source, Token, Verdict
 
 POLICIES = ("annotate", "drop", "refuse", "off")
-# Answers that decline: "I don't know", "the sources do not mention ...", "cannot answer".
+# Answers that decline: "I don't know", "the sources do not mention ...", "I cannot answer". Said of the sources or
+# by the answerer, never of the product: "Amazon Lex does not support Y" is a claim, and is checked.
 DECLINES = re.compile(
-    r"\b(i (?:do not|don't|dont) know|no documents match|(?:do|does) not (?:contain|mention|provide|say|support|answer)"
-    r"|cannot (?:answer|find|determine)|not (?:enough|sufficient) information)\b",
+    r"\b(i (?:do not|don't|dont) know|no documents match"
+    r"|(?:sources?|passages?|documents?|context|text)(?: found| provided| given)? (?:do|does) not "
+    r"(?:contain|mention|provide|say|support|answer|include)"
+    r"|i (?:cannot|can't|am unable to) (?:answer|find|determine)|not (?:enough|sufficient) information)\b",
     re.IGNORECASE,
 )
 # A sentence ends at . ! ? (closing quotes/brackets and [n] markers stay with it) before spaces and a capital,
