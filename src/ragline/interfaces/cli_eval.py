@@ -127,7 +127,9 @@ def eval_verify(ctx: click.Context, corpus: tuple[str, ...], max_docs: int, per_
         verifier = app.verifier or app.local_verifier
         summary = bench.run(verifier, cases)
         if app.settings.verifier == "local":
-            summary["ms_per_answer"] = bench.time_answers(lambda: type(app.local_verifier)(app.embedder), cases)
+            from ragline.providers.local.verifier import LocalVerifier
+
+            summary["ms_per_answer"] = bench.time_answers(lambda: LocalVerifier(app.embedder), cases)
         summary["verifier"] = verifier.name
         summary["documents"], summary["passages"] = min(len(items), max_docs), len(chunks)
         click.echo(json.dumps(summary, indent=2) if as_json else bench.format_summary(summary))

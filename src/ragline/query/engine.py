@@ -26,7 +26,7 @@ from ragline.errors import InputError, ModelUnavailableError, RaglineError, erro
 from ragline.query.cache import AnswerCache
 from ragline.query.citations import check_citations
 from ragline.query.retrieval import search_text
-from ragline.query.verify import Checker
+from ragline.query.verify import NO_SOURCES, Checker
 from ragline.resilience import DeadlineExceededError
 from ragline.seams import RelevanceGate, Reranker, Responder, Retriever, Verifier
 from ragline.types import (
@@ -49,7 +49,6 @@ from ragline.types import (
 )
 
 log = logging.getLogger("ragline")
-NO_SOURCES = "I don't know: no documents match this question."
 
 
 def log_stage(stage: str, seconds: float, **extra: object) -> None:

@@ -25,6 +25,7 @@ from ragline.seams import Verifier
 from ragline.types import Source, Token, Verdict
 
 POLICIES = ("annotate", "drop", "refuse", "off")
+NO_SOURCES = "I don't know: no documents match this question."
 # Answers that decline: "I don't know", "the sources do not mention ...", "I cannot answer". Said of the sources or
 # by the answerer, never of the product: "Amazon Lex does not support Y" is a claim, and is checked.
 DECLINES = re.compile(
@@ -127,7 +128,7 @@ def remark(question: str, sentence: str) -> str:
 def refusal(sources: Sequence[Source]) -> str:
     """The answer that replaces one its sources do not support: what was found, plainly."""
     if not sources:
-        return "I don't know: no documents match this question."
+        return NO_SOURCES
     found = "; ".join(f"\"{s.title or s.doc_id}\"" + (f" ({s.location})" if s.location else "") for s in sources[:5])
     return f"I don't know: the sources found do not support an answer to this question. What was found: {found}."
 

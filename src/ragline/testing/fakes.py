@@ -138,15 +138,15 @@ def send_event(handler: BaseHTTPRequestHandler, payload: dict[str, object]) -> N
     handler.wfile.flush()
 
 
-class LoopbackOpenAI:
-    """What every loopback OpenAI-compatible server shares: its ``/v1`` base URL, and start/stop as a context."""
+class Loopback:
+    """What every loopback server shares: its URL, and start/stop as a context (``with Fake() as fake:``)."""
 
     _server: QuietServer
 
     @property
-    def base_url(self) -> str:
-        """The server's ``/v1`` base URL."""
-        return f"{self._server.origin}/v1"
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return self._server.origin
 
     def __enter__(self) -> Self:
         self._server.start()
@@ -154,6 +154,15 @@ class LoopbackOpenAI:
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
+
+
+class LoopbackOpenAI(Loopback):
+    """A loopback OpenAI-compatible server: clients take its ``/v1`` base URL."""
+
+    @property
+    def base_url(self) -> str:
+        """The server's ``/v1`` base URL."""
+        return f"{self._server.origin}/v1"
 
 
 class FaultyOpenAIServer(LoopbackOpenAI):

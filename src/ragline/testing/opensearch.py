@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ragline.testing.fakes import QuietServer
+from ragline.testing.fakes import Loopback, QuietServer
 
 _STOP = {  # Lucene's english stop words
     "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of",
@@ -106,7 +106,7 @@ class _Index:
                            f"Vector dimension mismatch. Expected: {self.dimension}, Given: {len(vector or [])}")
 
 
-class FakeOpenSearch:
+class FakeOpenSearch(Loopback):
     """OpenSearch on 127.0.0.1. ``service`` is ``aoss`` or ``es`` (SigV4 with that name) or ``none``.
 
     ``script`` injects failures, one entry per request, ``ok`` once it is used up: an HTTP status (``429``).
@@ -141,17 +141,6 @@ class FakeOpenSearch:
 
         self._server = QuietServer(Handler)
 
-    @property
-    def url(self) -> str:
-        """The cluster's URL."""
-        return self._server.origin
-
-    def __enter__(self) -> FakeOpenSearch:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()
 
     # --- dispatch ---------------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ragline.testing.fakes import QuietServer, reply_json
+from ragline.testing.fakes import Loopback, QuietServer, reply_json
 
 _WORD = re.compile(r"\w+")
 
@@ -32,7 +32,7 @@ def _problems(body: Any, api: str) -> list[str]:
     return []
 
 
-class FakeReranker:
+class FakeReranker(Loopback):
     """The endpoint on 127.0.0.1 (``with FakeReranker("cohere") as fake: fake.url``)."""
 
     def __init__(self, api: str = "cohere", script: Sequence[str] = ("ok",)) -> None:
@@ -76,14 +76,3 @@ class FakeReranker:
         top = order[: body.get("top_n", len(order))]
         return {"results": [{"index": i, "relevance_score": scores[i]} for i in top]}
 
-    @property
-    def url(self) -> str:
-        """The base URL (the client posts to ``URL/rerank``)."""
-        return self._server.origin
-
-    def __enter__(self) -> FakeReranker:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()

@@ -8,10 +8,11 @@ and within the caller's deadline, and fails over to the next region or model. Th
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from ragline.errors import ConfigError
+from ragline.errors import ConfigError, ModelUnavailableError, RaglineError
 
 _lock = threading.Lock()
 
@@ -50,3 +51,23 @@ def model_arn(model_id: str, region: str | None, who: str) -> str:
     if not region:
         raise ConfigError(f"{who} needs a region for the model ARN: set RAGLINE_AWS_REGION")
     return f"arn:aws:bedrock:{region}::foundation-model/{model_id}"
+
+
+def call_mapped(call: Callable[[], Any], what: str, *, transient: set[str],
+                permanent: type[RaglineError] = RaglineError) -> Any:
+    """``call()``, with botocore's errors raised as ragline's.
+
+    An invalid request and other refusals become ``permanent``; throttling and outages (codes in ``transient``, or
+    no answer at all) become ModelUnavailableError, which the retry policy retries.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+    try:
+        return call()
+    except ParamValidationError as err:
+        raise permanent(f"{what}: invalid request: {err}") from err
+    except (ClientError, BotoCoreError) as err:
+        message = f"{what} failed: {err}"
+        if error_code(err) in transient or not isinstance(err, ClientError):
+            raise ModelUnavailableError(message) from err
+        raise permanent(message) from err

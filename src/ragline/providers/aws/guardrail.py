@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ragline.errors import ConfigError, ModelUnavailableError, RaglineError
-from ragline.providers.aws.clients import client, error_code
+from ragline.errors import ConfigError, ModelUnavailableError
+from ragline.providers.aws.clients import call_mapped, client
 from ragline.resilience import RetryPolicy
 from ragline.types import Source
 
@@ -73,15 +73,6 @@ class GuardrailVerifier:
         return "supported", ""
 
     def _call(self, request: dict[str, Any]) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
-
-        try:
-            return client("bedrock-runtime", self._region, self._endpoint_url, self._timeout).apply_guardrail(
-                **request)
-        except ParamValidationError as err:
-            raise RaglineError(f"guardrail {self.guardrail_id}: invalid ApplyGuardrail request: {err}") from err
-        except (ClientError, BotoCoreError) as err:
-            message = f"guardrail {self.guardrail_id}: ApplyGuardrail failed: {err}"
-            if error_code(err) in TRANSIENT or not isinstance(err, ClientError):
-                raise ModelUnavailableError(message) from err
-            raise RaglineError(message) from err
+        api = client("bedrock-runtime", self._region, self._endpoint_url, self._timeout)
+        return call_mapped(lambda: api.apply_guardrail(**request), f"guardrail {self.guardrail_id}: ApplyGuardrail",
+                           transient=TRANSIENT)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ragline.errors import ConfigError, ModelError, ModelUnavailableError
-from ragline.providers.aws.clients import client, error_code, model_arn
+from ragline.providers.aws.clients import call_mapped, client, model_arn
 from ragline.resilience import RetryPolicy
 from ragline.types import Deadline, Hit
 
@@ -66,15 +66,7 @@ class BedrockReranker:
         return [Hit(hits[i].chunk, score, (*hits[i].found_by, "rerank")) for i, score in rows[:k] if i < len(hits)]
 
     def _call(self, request: dict[str, Any], deadline: Deadline | None) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
-
         timeout = self._timeout if deadline is None else max(1.0, min(self._timeout, deadline.remaining()))
-        try:
-            return client("bedrock-agent-runtime", self._region, self._endpoint_url, timeout).rerank(**request)
-        except ParamValidationError as err:
-            raise ModelError(f"Bedrock Rerank ({self.name}): invalid request: {err}") from err
-        except (ClientError, BotoCoreError) as err:
-            message = f"Bedrock Rerank ({self.name}) failed: {err}"
-            if error_code(err) in TRANSIENT or not isinstance(err, ClientError):
-                raise ModelUnavailableError(message) from err
-            raise ModelError(message) from err
+        api = client("bedrock-agent-runtime", self._region, self._endpoint_url, timeout)
+        return call_mapped(lambda: api.rerank(**request), f"Bedrock Rerank ({self.name})", transient=TRANSIENT,
+                           permanent=ModelError)
