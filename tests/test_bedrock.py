@@ -147,7 +147,7 @@ def test_a_question_with_an_image_reaches_the_model_with_the_sources(make_app, t
         app = make_app(chat_model="bedrock", aws_endpoints={"bedrock-runtime": aws.endpoint_url})
         from ragline.ingest.pipeline import source_items
 
-        app.ingestor.run(list(source_items([tmp_path / "kb" / "lex.md"], 10_000)))
+        app.ingestor.run(list(source_items([tmp_path / "kb" / "lex.md"])))
         answer = app.engine.ask(Query("What does this screenshot show about Lex?", images=[Image(PNG, "image/png")]))
         blocks = aws.chat_requests()[0]["body"]["messages"][-1]["content"]
     assert answer.citations and answer.cache == "off"  # questions with pictures are never cached

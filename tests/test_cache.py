@@ -20,7 +20,7 @@ LEX = "# What Is Amazon Lex?\n\nAmazon Lex is an AWS service for building conver
 
 
 def ingest(app, folder):
-    return app.ingestor.run(source_items(expand_paths([str(folder)]), 10**6))
+    return app.ingestor.run(source_items(expand_paths([str(folder)])))
 
 
 def test_second_ask_is_a_hit_that_calls_no_model(make_app, tmp_path) -> None:

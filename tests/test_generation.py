@@ -29,7 +29,7 @@ def ingest_lex(app, tmp_path):
     folder = tmp_path / "kb"
     write(folder, "lex.md", LEX)
     write(folder, "s3.md", OTHER)
-    app.ingestor.run(source_items(expand_paths([str(folder)]), 10**6))
+    app.ingestor.run(source_items(expand_paths([str(folder)])))
     return app
 
 

@@ -22,7 +22,7 @@ def server(tmp_path_factory, minilm) -> Iterator[str]:
     home = tmp_path_factory.mktemp("hostile")
     app = Ragline(Settings(home=home / "home", chat_model="extractive", cache=False), embedder=minilm)
     write(home / "kb", "lex.md", "# Amazon Lex\n\nAmazon Lex is an AWS service for building chatbots.\n")
-    app.ingestor.run(source_items(expand_paths([str(home / "kb")]), 10**6))
+    app.ingestor.run(source_items(expand_paths([str(home / "kb")])))
     url, stop = serve(create_app(app))
     yield url
     stop()

@@ -6,13 +6,14 @@ import threading
 import pytest
 
 from ragline.errors import InputError, StoreError
+from ragline.ingest.bounds import Limits
 from ragline.ingest.pipeline import expand_paths, source_items
 
 from conftest import FIXTURES, write
 
 
 def ingest(app, *paths, **kw):
-    return app.ingestor.run(source_items(expand_paths([str(p) for p in paths]), app.settings.max_file_bytes), **kw)
+    return app.ingestor.run(source_items(expand_paths([str(p) for p in paths]), Limits.of(app.settings)), **kw)
 
 
 def test_every_format_ingests_and_bad_files_are_reported(make_app, tmp_path) -> None:

@@ -32,7 +32,7 @@ DOCS = {
 def ingest(app, folder, **kw):
     from ragline.ingest.pipeline import expand_paths, source_items
 
-    return app.ingestor.run(source_items(expand_paths([str(folder)]), 10**6), **kw)
+    return app.ingestor.run(source_items(expand_paths([str(folder)])), **kw)
 
 
 def opensearch_app(make_app, fake, **kw):

@@ -25,7 +25,7 @@ def make_remote(make_app, tmp_path):
                     "retry_base_delay": 0.05, "retry_max_delay": 0.2, **overrides}
         app = make_app(**settings)
         write(tmp_path / "kb", "lex.md", LEX)
-        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")])))
         return app
 
     return build

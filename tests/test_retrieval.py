@@ -33,10 +33,10 @@ def app(make_store_app, tmp_path):
     for name, text in DOCS.items():
         write(folder, name, text)
     paths = expand_paths([str(folder)])
-    app.ingestor.run(source_items(paths, 10**6), tags=("team=ops",))
+    app.ingestor.run(source_items(paths), tags=("team=ops",))
     write(tmp_path / "es", "gatos.md", "# Gatos\n\nLos gatos duermen casi todo el día.")
     spanish = make_app(parts={"registry": app.registry, "store": app.store}, language="es")
-    spanish.ingestor.run(source_items(expand_paths([str(tmp_path / "es")]), 10**6), tags=("team=sales",))
+    spanish.ingestor.run(source_items(expand_paths([str(tmp_path / "es")])), tags=("team=sales",))
     return app
 
 

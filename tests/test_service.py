@@ -24,7 +24,7 @@ def server(make_app, tmp_path) -> Iterator[str]:
     app = make_app(chat_model="extractive", cache=True)
     write(tmp_path / "kb", "lex.md", LEX)
     write(tmp_path / "kb", "notes.txt", "Meeting notes: the launch moved to March.")
-    app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+    app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")])))
     url, stop = serve(create_app(app))
     yield url
     stop()
@@ -113,7 +113,7 @@ def test_a_client_that_disconnects_mid_stream_stops_the_generation(make_app, tmp
     with FaultyOpenAIServer(["slow:200:0.05"]) as model:
         app = make_app(chat_model="openai", openai_base_url=model.base_url)
         write(tmp_path / "kb", "lex.md", LEX)
-        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")])))
         url, stop = serve(create_app(app))
         try:
             def gauges() -> tuple[float, float]:

@@ -137,7 +137,7 @@ def test_a_job_left_running_by_a_crash_resumes(make_app, tmp_path) -> None:
     queue.submit(job_id, "default", [{"name": "a.md", "path": str(folder / "a.md"), "size": len(ALPHA)}])
     assert app.registry.job_claim() is not None  # a worker took it, then the process died
     restarted = JobQueue(make_app(parts={"registry": app.registry, "store": app.store}))
-    assert app.registry.jobs_requeue_running() == 1
+    assert app.registry.jobs_requeue_running(3) == 1
     assert restarted.run_one()
     job = app.registry.job_get("default", job_id)
     assert job["status"] == "done" and job["attempts"] == 2

@@ -166,7 +166,7 @@ def test_the_benchmark_builds_every_kind_and_the_verifier_catches_them(verifier,
 
     tokenizer = wordpiece_tokenizer()
     chunker = Chunker(tokenizer, lambda t: len(tokenizer.encode(t, add_special_tokens=False).ids))
-    items = list(source_items([SAMPLE], 1 << 30))
+    items = list(source_items([SAMPLE]))
     chunks = [c for item in items[:120] for c in chunker.chunk(item.load(), doc_id=item.doc_id, content_hash="h",
                                                                tenant="t", language="en")]
     cases = bench.build_cases(chunks, per_kind=8, seed=1)

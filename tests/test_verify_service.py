@@ -40,7 +40,7 @@ def make_served(make_app, tmp_path, model):
         app = make_app(chat_model="openai", openai_base_url=model.base_url, k=3, **settings)
         for name, text in DOCS.items():
             write(tmp_path / "kb", name, text)
-        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")])))
         url, stop = serve(create_app(app))
         stops.append(stop)
         return url

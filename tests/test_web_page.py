@@ -30,7 +30,7 @@ LEX = (
 def page_url(make_app, tmp_path) -> Iterator[str]:
     app = make_app(chat_model="extractive")
     write(tmp_path / "kb", "lex.md", LEX)
-    app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+    app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")])))
     url, stop = serve(create_app(app))
     yield url
     stop()
@@ -94,7 +94,7 @@ def test_a_doubtful_sentence_is_styled_with_its_reason(make_app, tmp_path, brows
           "subject to COPPA.\n")
     with HallucinatingOpenAIServer(corrupt=(1,), gap=0.05) as model:
         app = make_app(chat_model="openai", openai_base_url=model.base_url, k=2)
-        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")])))
         url, stop = serve(create_app(app))
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 800})

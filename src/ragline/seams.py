@@ -343,6 +343,12 @@ class KeyStore(Protocol):
         ...
 
 
+def interrupted_reason(attempts: int) -> str:
+    """Why a job that kept being interrupted is failed rather than started again."""
+    return (f"interrupted {attempts} times while ingesting (the process stopped or ran out of memory); not "
+            "started again automatically: remove the file that causes it, or retry the job")
+
+
 class JobStore(Protocol):
     """The durable ingestion queue."""
 
@@ -371,8 +377,12 @@ class JobStore(Protocol):
         """Jobs queued or running."""
         ...
 
-    def jobs_requeue_running(self) -> int:
-        """Queue again the jobs a crash left running; returns how many."""
+    def jobs_requeue_running(self, max_attempts: int) -> int:
+        """Queue again the jobs a crash left running; returns how many.
+
+        A job already started ``max_attempts`` times is failed instead, with the reason (a file that kills the
+        process would otherwise run again at every start: a poison pill).
+        """
         ...
 
 

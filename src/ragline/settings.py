@@ -192,6 +192,13 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(4000, ge=1)
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1)
     max_upload_bytes: int = Field(512 * 1024 * 1024, ge=1, description="one upload request, all files together")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="one JSON request body (images included)")
+    max_expanded_bytes: int = Field(128 * 1024 * 1024, ge=1, description="a zip-based file (docx, pptx, xlsx), "
+                                    "all its parts once expanded")
+    max_compression_ratio: int = Field(100, ge=2, description="how many times a zip part or a gzip stream may "
+                                       "expand (past its first MiB)")
+    max_document_chars: int = Field(20_000_000, ge=1, description="characters of text one document may yield")
+    max_job_attempts: int = Field(3, ge=1, description="times an ingestion job is started before it is failed")
 
     @field_validator("titan_dimension")
     @classmethod

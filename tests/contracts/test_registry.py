@@ -90,13 +90,32 @@ def test_jobs(registry: Registry) -> None:
     registry.job_add(job, acme, "[]")
     assert registry.jobs_waiting() >= 1
     assert registry.job_claim() == (job, acme, "[]") and registry.job_claim() is None  # claimed once
-    assert registry.jobs_requeue_running() >= 1  # a crash left it running: queued again
+    assert registry.jobs_requeue_running(3) >= 1  # a crash left it running: queued again
     assert registry.job_claim() == (job, acme, "[]")
     registry.job_update(job, status="failed", progress='{"files_done": 1}', error="corrupt")
     found = registry.job_get(acme, job)
     assert found is not None and found["status"] == "failed" and found["error"] == "corrupt"
     assert registry.job_get(tenant(), job) is None
     assert registry.job_retry(acme, job) and registry.job_claim() == (job, acme, "[]")
+
+
+def test_a_job_interrupted_too_often_is_failed_not_requeued(registry: Registry) -> None:
+    """A poison pill: a file that kills the process would otherwise run again at every start."""
+    acme, job = tenant(), uuid.uuid4().hex
+    registry.jobs_requeue_running(100)
+    while (other := registry.job_claim()) is not None:  # another test's jobs are finished, not left running
+        registry.job_update(other[0], status="done")
+    registry.job_add(job, acme, "[]")
+    for _ in range(2):
+        assert registry.job_claim() == (job, acme, "[]")
+        registry.jobs_requeue_running(3)  # started twice, interrupted twice: still queued
+    assert registry.job_claim() == (job, acme, "[]")  # the third start, interrupted as well
+    registry.jobs_requeue_running(3)
+    found = registry.job_get(acme, job)
+    assert found is not None and found["status"] == "failed" and "interrupted 3 times" in str(found["error"])
+    assert registry.job_claim() is None
+    assert registry.job_retry(acme, job)  # the user may still decide to try again, with a fresh count
+    assert registry.job_claim() == (job, acme, "[]") and registry.job_get(acme, job)["attempts"] == 1  # type: ignore[index]
 
 
 def test_conversations_keep_the_last_turns_per_tenant(registry: Registry) -> None:

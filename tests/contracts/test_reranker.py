@@ -76,7 +76,7 @@ def test_the_engine_answers_from_the_reranked_passages(make_app, tmp_path) -> No
         write(tmp_path / "kb", f"doc{n}.md", f"# Doc {n}\n\n{hit.chunk.text}")
     with FakeReranker("cohere") as fake:
         app = make_app(reranker="http", rerank_url=fake.url, rerank_depth=4, k=1)
-        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+        app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")])))
         answer = app.engine.ask(Query("How long must passports be valid?", k=1, use_cache=False))
         asked = fake.requests[-1]["body"]
     assert len(asked["documents"]) == 4 and asked["top_n"] == 1  # rerank_depth retrieved, k kept

@@ -50,7 +50,7 @@ def test_the_engine_checks_every_sentence_with_it(verifier: Verifier, make_app, 
 
     write(tmp_path / "kb", "lex.md", "# What Is Amazon Lex?\n\n" + SOURCE.excerpt + "\n")
     app = make_app(parts={"verifier": verifier})
-    app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")]), 10**6))
+    app.ingestor.run(source_items(expand_paths([str(tmp_path / "kb")])))
     answer = app.engine.ask(Query("What is Amazon Lex?"))
     claims = [v for v in answer.sentences if v.verdict != "remark"]
     assert claims and all(v.verdict == "supported" for v in claims) and answer.supported == 1.0

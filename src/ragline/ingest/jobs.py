@@ -12,12 +12,13 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ragline.ingest.bounds import Limits
 from ragline.ingest.parsing import CORPUS_SUFFIXES
-from ragline.ingest.pipeline import IngestReport, source_items
+from ragline.ingest.pipeline import IngestReport, SourceItem, source_items
 
 if TYPE_CHECKING:
     from ragline.compose import Ragline
@@ -61,8 +62,8 @@ class JobQueue:
         self._wake.set()
 
     def start(self) -> None:
-        """Requeue jobs a crash left running, then start the worker."""
-        self.rag.registry.jobs_requeue_running()
+        """Requeue jobs a crash left running (failing those started too often), then start the worker."""
+        self.rag.registry.jobs_requeue_running(self.rag.settings.max_job_attempts)
         self._stop.clear()
         self._thread = threading.Thread(target=self._work, name="ragline-ingest", daemon=True)
         self._thread.start()
@@ -87,33 +88,42 @@ class JobQueue:
             return False
         job_id, tenant, files_json = claimed
         files = json.loads(files_json)
-        progress: dict[str, Any] = {"files_total": len(files), "files_done": 0, "chunks": 0, "failed": []}
+        progress: dict[str, Any] = {"files_total": len(files), "files_done": 0, "documents_done": 0, "chunks": 0,
+                                    "failed": []}
         self._report(tenant, job_id, progress, status="running")
         try:
             report = self._ingest(tenant, files, job_id, progress)
         except Exception as err:  # the job stays retryable; nothing was half-written (one commit per batch)
             self._report(tenant, job_id, progress, status="failed", error=f"{type(err).__name__}: {err}")
             return True
-        progress.update(files_done=len(files), chunks=report.chunks, added=report.added, updated=report.updated,
-                        unchanged=report.unchanged, failed=[{"doc_id": d, "reason": r} for d, r in report.failed])
+        progress.update(files_done=len(files), documents_done=report.documents, chunks=report.chunks,
+                        added=report.added, updated=report.updated, unchanged=report.unchanged,
+                        failed=[{"doc_id": d, "reason": r} for d, r in report.failed])
         self._report(tenant, job_id, progress, status="done")
         shutil.rmtree(self.uploads / job_id, ignore_errors=True)
         return True
 
     def _ingest(self, tenant: str, files: list[dict[str, Any]], job_id: str, progress: dict[str, Any]) -> IngestReport:
         rag = self.rag.for_tenant(tenant)
-        items = []
-        for f in files:
-            found = list(source_items([Path(f["path"])], rag.settings.max_file_bytes))
-            if len(found) == 1 and not f["name"].lower().endswith(CORPUS_SUFFIXES):
-                found[0].doc_id = f["name"]  # an uploaded file is known by its name, not its staging path
-            items.extend(found)
+        limits = Limits.of(rag.settings)
+        current = {"file": 0}
+
+        def items() -> Iterator[SourceItem]:
+            # one file at a time: a file is read when the ingestor reaches it, never all of the job at once
+            for number, f in enumerate(files, start=1):
+                current["file"] = number
+                corpus = f["name"].lower().endswith(CORPUS_SUFFIXES)
+                for item in source_items([Path(f["path"])], limits):
+                    if not corpus:
+                        item.doc_id = f["name"]  # an uploaded file is known by its name, not its staging path
+                    yield item
 
         def tick(done: int, chunks: int) -> None:
-            progress.update(files_done=done, chunks=chunks)
+            # a JSONL corpus is one file of many documents: files and documents are counted apart
+            progress.update(files_done=current["file"] - 1, documents_done=done, chunks=chunks)
             self._report(tenant, job_id, progress)
 
-        return rag.ingestor.run(items, progress=tick)
+        return rag.ingestor.run(items(), progress=tick)
 
     def _report(self, tenant: str, job_id: str, progress: dict[str, Any], *, status: str | None = None,
                 error: str | None = None) -> None:

@@ -18,6 +18,7 @@ from pathlib import PurePath
 from typing import Any
 
 from ragline.errors import ParseError, UnsupportedTypeError
+from ragline.ingest.bounds import Limits, check_archive, check_text
 from ragline.types import ParsedDocument, Section
 
 _BLANK_RUNS = re.compile(r"\n\s*\n\s*(\n\s*)+")
@@ -266,8 +267,12 @@ CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz")
 SUPPORTED = tuple(sorted(PARSERS)) + CORPUS_SUFFIXES
 
 
-def parse(data: bytes, name: str) -> ParsedDocument:
+ARCHIVES = (".docx", ".pptx", ".xlsx")
+
+
+def parse(data: bytes, name: str, limits: Limits | None = None) -> ParsedDocument:
     """Parse one file's bytes by its name's suffix; raise ParseError with the reason when it cannot."""
+    limits = limits or Limits()
     suffix = PurePath(name).suffix.lower()
     parser = PARSERS.get(suffix)
     if parser is None:
@@ -276,7 +281,9 @@ def parse(data: bytes, name: str) -> ParsedDocument:
         )
     if not data.strip():
         raise ParseError(f"{name}: empty file")
-    doc = parser(data, name)
+    if suffix in ARCHIVES:
+        check_archive(data, name, limits)
+    doc = check_text(parser(data, name), name, limits)
     if not any(s.text.strip() for s in doc.sections):
         raise ParseError(f"{name}: no text found")
     return doc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import gzip
 import hashlib
 import json
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ragline.errors import InputError, ParseError
+from ragline.ingest.bounds import Limits, bounded_lines, check_text
 from ragline.ingest.chunking import Chunker
 from ragline.ingest.parsing import CORPUS_SUFFIXES, markdown_sections, parse
 from ragline.seams import Catalog, DocumentRecord, Embedder, Store
@@ -102,23 +102,38 @@ def _record_doc(record: dict[str, object], doc_id: str) -> ParsedDocument:
     return ParsedDocument(title or doc_id, [Section(text.strip())] if text.strip() else [])
 
 
-def _corpus_items(path: Path) -> Iterator[SourceItem]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for n, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                doc_id = str(record["_id"])
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ParseError(f"{path}:{n}: not a {{'_id','title','text'}} JSON object ({err})") from err
-            raw = line.encode()
+def failed_item(doc_id: str, err: ParseError) -> SourceItem:
+    """An item that fails with ``err`` when loaded, so the run records the reason and goes on."""
 
-            def load(record: dict[str, object] = record, doc_id: str = doc_id) -> ParsedDocument:
-                return _record_doc(record, doc_id)
+    def refuse() -> ParsedDocument:
+        raise err
 
-            yield SourceItem(doc_id, hashlib.sha256(raw).hexdigest(), len(raw), load)
+    return SourceItem(doc_id, f"failed:{doc_id}", 0, refuse)
+
+
+def _corpus_items(path: Path, limits: Limits) -> Iterator[SourceItem]:
+    lines = bounded_lines(path, limits)
+    while True:
+        try:
+            n, line = next(lines)
+        except StopIteration:
+            return
+        except ParseError as err:  # a bomb or a broken stream: the records before it stand, the rest is refused
+            yield failed_item(path.name, err)
+            return
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            doc_id = str(record["_id"])
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ParseError(f"{path}:{n}: not a {{'_id','title','text'}} JSON object ({err})") from err
+        raw = line.encode()
+
+        def load(record: dict[str, object] = record, doc_id: str = doc_id) -> ParsedDocument:
+            return check_text(_record_doc(record, doc_id), doc_id, limits)
+
+        yield SourceItem(doc_id, hashlib.sha256(raw).hexdigest(), len(raw), load)
 
 
 def oversized_item(doc_id: str, name: str, size: int, max_bytes: int) -> SourceItem:
@@ -132,36 +147,41 @@ def oversized_item(doc_id: str, name: str, size: int, max_bytes: int) -> SourceI
     return SourceItem(doc_id, f"size:{size}", size, refuse)
 
 
-def bytes_item(doc_id: str, name: str, data: bytes) -> SourceItem:
+def bytes_item(doc_id: str, name: str, data: bytes, limits: Limits) -> SourceItem:
     """An item for a file's bytes, parsed by its name's suffix."""
-    return SourceItem(doc_id, hashlib.sha256(data).hexdigest(), len(data), lambda: parse(data, name))
+    return SourceItem(doc_id, hashlib.sha256(data).hexdigest(), len(data), lambda: parse(data, name, limits))
 
 
-def _file_item(path: Path, max_bytes: int) -> SourceItem:
+def _file_item(path: Path, limits: Limits) -> SourceItem:
+    """An item for a file on disk: hashed as a stream now, read only when it is parsed (one file at a time)."""
     size = path.stat().st_size
     doc_id = _doc_id_for(path)
-    if size > max_bytes:
-        return oversized_item(doc_id, path.name, size, max_bytes)
-    return bytes_item(doc_id, path.name, path.read_bytes())
+    if size > limits.file_bytes:
+        return oversized_item(doc_id, path.name, size, limits.file_bytes)
+    with path.open("rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return SourceItem(doc_id, digest, size, lambda: parse(path.read_bytes(), path.name, limits))
 
 
-def source_items(paths: Sequence[Path], max_bytes: int) -> Iterator[SourceItem]:
-    """One item per file, or per record of a JSONL corpus."""
+def source_items(paths: Sequence[Path], limits: Limits | None = None) -> Iterator[SourceItem]:
+    """One item per file, or per record of a JSONL corpus, produced as they are consumed."""
+    limits = limits or Limits()
     for path in paths:
         if path.name.lower().endswith(CORPUS_SUFFIXES):
-            yield from _corpus_items(path)
+            yield from _corpus_items(path, limits)
         else:
-            yield _file_item(path, max_bytes)
+            yield _file_item(path, limits)
 
 
-def count_items(paths: Sequence[Path]) -> int:
+def count_items(paths: Sequence[Path], limits: Limits | None = None) -> int:
     """How many documents ``source_items`` will yield (JSONL lines counted), for progress bars."""
     total = 0
     for path in paths:
         if path.name.lower().endswith(CORPUS_SUFFIXES):
-            opener = gzip.open if path.name.endswith(".gz") else open
-            with opener(path, "rb") as fh:
-                total += sum(1 for line in fh if line.strip())
+            try:
+                total += sum(1 for _, line in bounded_lines(path, limits or Limits()) if line.strip())
+            except ParseError:  # ingestion reports it; the count is only for a progress bar
+                total += 1
         else:
             total += 1
     return total

@@ -58,13 +58,14 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 def ingest(ctx: click.Context, paths: tuple[str, ...], tags: tuple[str, ...],
            chunk_tokens: int | None, chunk_overlap: int | None) -> None:
     """Ingest files, folders, globs and JSONL corpora (txt md html pdf docx pptx xlsx csv jsonl[.gz])."""
+    from ragline.ingest.bounds import Limits
     from ragline.ingest.pipeline import count_items, expand_paths, source_items
 
     with exit_on_error():
         app = app_from(ctx, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap)
         tag_pairs = tuple(f"{k}={v}" for k, v in pairs(tags, "--tag").items())
         files = expand_paths(paths)
-        items = source_items(files, app.settings.max_file_bytes)
+        items = source_items(files, Limits.of(app.settings))
         report = run_ingest(app, items, lambda: count_items(files), tag_pairs)
         for doc_id, reason in report.failed:
             click.echo(f"failed: {doc_id}: {reason}", err=True)

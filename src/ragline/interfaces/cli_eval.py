@@ -25,12 +25,13 @@ def eval_group() -> None:
 def eval_retrieval(ctx: click.Context, beir: Path, split: str, limit: int | None, as_json: bool) -> None:
     """nDCG@10, recall@10/100 and MRR@10 for vector, BM25 and hybrid retrieval."""
     from ragline.eval.beir import beir_corpus, evaluate, format_table, load_queries
+    from ragline.ingest.bounds import Limits
     from ragline.ingest.pipeline import source_items
 
     with exit_on_error():
         home = ctx.obj.get("home") or Path(".ragline-eval") / beir.resolve().name
         app = app_from(ctx, home=home, chat_model="extractive")
-        report = app.ingestor.run(source_items([beir_corpus(beir)], app.settings.max_file_bytes))
+        report = app.ingestor.run(source_items([beir_corpus(beir)], Limits.of(app.settings)))
         click.echo(report.summary(), err=True)
         queries, qrels = load_queries(beir, split)
         if limit:
@@ -58,6 +59,7 @@ def eval_qa(ctx: click.Context, qa_csv: Path, corpus: tuple[str, ...], max_docs:
     """Answer quality: hit@k and MRR of the gold document, citations, token-F1, ROUGE-L, "I don't know", latency."""
     from ragline.eval import qa as qa_eval
     from ragline.eval.report import render
+    from ragline.ingest.bounds import Limits
     from ragline.ingest.pipeline import count_items, expand_paths, source_items
 
     with exit_on_error():
@@ -65,13 +67,13 @@ def eval_qa(ctx: click.Context, qa_csv: Path, corpus: tuple[str, ...], max_docs:
         files = expand_paths(corpus)
         home = ctx.obj.get("home") or Path(".ragline-eval") / f"{qa_csv.parent.name}-{max_docs or 'all'}"
         app = app_from(ctx, home=home, chat_model=model)
-        limit_bytes = app.settings.max_file_bytes
-        documents = source_items(files, limit_bytes)
+        limits = Limits.of(app.settings)
+        documents = source_items(files, limits)
         if max_docs is None:  # every document: one pass over the corpus
             report = run_ingest(app, documents, lambda: count_items(files))
         else:  # a first pass for the ids, then only the chosen ones are read again
             chosen = qa_eval.select_documents([i.doc_id for i in documents], items, max_docs)
-            report = run_ingest(app, (i for i in source_items(files, limit_bytes) if i.doc_id in chosen),
+            report = run_ingest(app, (i for i in source_items(files, limits) if i.doc_id in chosen),
                                  lambda: len(chosen))
         click.echo(report.summary(), err=True)
         for doc_id, reason in report.failed:
@@ -108,11 +110,12 @@ def eval_verify(ctx: click.Context, corpus: tuple[str, ...], max_docs: int, per_
     import random
 
     from ragline.eval import verify as bench
+    from ragline.ingest.bounds import Limits
     from ragline.ingest.pipeline import expand_paths, source_items
 
     with exit_on_error():
         app = app_from(ctx)
-        items = list(source_items(expand_paths(corpus), app.settings.max_file_bytes))
+        items = list(source_items(expand_paths(corpus), Limits.of(app.settings)))
         random.Random(seed).shuffle(items)
         chunks = []
         for item in items[:max_docs]:

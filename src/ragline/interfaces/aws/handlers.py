@@ -27,6 +27,7 @@ from urllib.parse import unquote_plus
 
 from ragline.compose import Ragline
 from ragline.errors import AuthError, InputError, RaglineError
+from ragline.ingest.bounds import Limits
 from ragline.ingest.pipeline import bytes_item, oversized_item
 from ragline.interfaces.requests import QueryRequest
 from ragline.interfaces.turns import Turns
@@ -89,7 +90,8 @@ def _apply(rag: Ragline, notification: dict[str, Any]) -> None:
         removed = view.ingestor.remove(doc_id)
         log.info(json.dumps({"stage": "ingest", "tenant": tenant, "doc_id": doc_id, "removed": removed}))
         return
-    item = oversized_item(doc_id, doc_id, size, limit) if data is None else bytes_item(doc_id, doc_id, data)
+    item = (oversized_item(doc_id, doc_id, size, limit) if data is None
+            else bytes_item(doc_id, doc_id, data, Limits.of(rag.settings)))
     report = view.ingestor.run([item])
     log.info(json.dumps({"stage": "ingest", "tenant": tenant, "doc_id": doc_id, "summary": report.summary()}))
     if report.failed:

@@ -33,7 +33,7 @@ from typing import Any
 from ragline.errors import StoreError
 from ragline.providers.aws.clients import client
 from ragline.resilience import RetryPolicy
-from ragline.seams import DocumentRecord
+from ragline.seams import DocumentRecord, interrupted_reason
 from ragline.types import Message
 
 CONNECTION_TTL = 2 * 3600  # API Gateway closes WebSocket connections after two hours
@@ -284,19 +284,25 @@ class DynamoDBRegistry:
         item = self.job_get(tenant, job_id)
         if item is None or item["status"] != "failed":
             return False
-        self.job_update(job_id, status="queued")
+        self._put({**item, "pk": f"job#{job_id}", "sk": "-", "status": "queued", "attempts": 0,
+                   "updated_at": time.time()})
         return True
 
     def jobs_waiting(self) -> int:
         """Jobs queued or running."""
         return sum(1 for i in self._scan("job#") if i["status"] in ("queued", "running"))
 
-    def jobs_requeue_running(self) -> int:
-        """Jobs left running go back to the queue."""
+    def jobs_requeue_running(self, max_attempts: int) -> int:
+        """Jobs left running go back to the queue, or fail if they were started ``max_attempts`` times."""
         running = [i for i in self._scan("job#") if i["status"] == "running"]
+        requeued = 0
         for item in running:
-            self.job_update(item["id"], status="queued")
-        return len(running)
+            if int(item.get("attempts", 0)) >= max_attempts:
+                self.job_update(item["id"], status="failed", error=interrupted_reason(max_attempts))
+            else:
+                self.job_update(item["id"], status="queued")
+                requeued += 1
+        return requeued
 
     # WebSocket connections.
     def connection_put(self, connection_id: str, tenant: str) -> None:

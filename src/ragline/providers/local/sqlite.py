@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from ragline.seams import DocumentRecord
+from ragline.seams import DocumentRecord, interrupted_reason
 from ragline.types import Message
 
 _SCHEMA = """
@@ -265,7 +265,7 @@ class SQLiteRegistry:
         """Queue a failed job again; False unless the tenant has a failed job with that id."""
         with self._lock:
             cur = self._db().execute(
-                "UPDATE jobs SET status = 'queued', error = NULL, updated_at = ? "
+                "UPDATE jobs SET status = 'queued', error = NULL, attempts = 0, updated_at = ? "
                 "WHERE id = ? AND tenant = ? AND status = 'failed'", (now(), job_id, tenant))
         return cur.rowcount > 0
 
@@ -275,11 +275,14 @@ class SQLiteRegistry:
             row = self._db().execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()
         return int(row[0])
 
-    def jobs_requeue_running(self) -> int:
-        """After a crash or restart: jobs left running go back to the queue."""
+    def jobs_requeue_running(self, max_attempts: int) -> int:
+        """After a crash or restart: jobs left running go back to the queue, or fail if started too often."""
         with self._lock:
-            cur = self._db().execute("UPDATE jobs SET status = 'queued', updated_at = ? WHERE status = 'running'",
-                                     (now(),))
+            db = self._db()
+            db.execute("UPDATE jobs SET status = 'failed', error = ?, updated_at = ? "
+                       "WHERE status = 'running' AND attempts >= ?",
+                       (interrupted_reason(max_attempts), now(), max_attempts))
+            cur = db.execute("UPDATE jobs SET status = 'queued', updated_at = ? WHERE status = 'running'", (now(),))
         return cur.rowcount
 
     def history(self, tenant: str, conversation: str) -> tuple[Message, ...]:
