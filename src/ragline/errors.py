@@ -9,6 +9,7 @@ RaglineError
 │   └── ModelUnavailableError  the endpoint could not be reached, throttled, or timed out
 ├── NotFoundError          a document or resource the caller asked for does not exist (for this tenant)
 ├── AuthError              missing, expired, forged or wrong-audience credentials
+│   └── RateLimitedError   too many failed authentications from one address
 └── InputError             a request that cannot be served as given (empty or oversized question)
     └── TooLargeError      an upload over the size limit
 """
@@ -72,9 +73,25 @@ class TooLargeError(InputError):
     """An upload or file over the configured size limit."""
 
 
+class RateLimitedError(AuthError):
+    """Too many failed authentications from one address: refused for a while without checking."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def validation_message(err: Any) -> str:
-    """A pydantic ValidationError as one line: ``field: problem; field: problem``."""
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+    """A pydantic ValidationError (or its list of problems) as one line: ``field: problem; field: problem``.
+
+    The input is named by its place, never echoed (NaN, Infinity and lone surrogates cannot be written as JSON).
+    """
+    problems = err.errors() if hasattr(err, "errors") else err
+    clauses = []
+    for problem in problems:
+        where = ".".join(str(part) for part in problem.get("loc", ()))
+        clauses.append(f"{where}: {problem.get('msg', 'invalid')}".encode("utf-8", "backslashreplace").decode())
+    return "; ".join(clauses) or "the request is not valid"
 
 
 def choices_message(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:

@@ -42,8 +42,8 @@ class QueryRequest(BaseModel):
     mode: Literal["hybrid", "vector", "bm25"] | None = None
     max_tokens: int | None = Field(None, ge=1, le=8192)
     deadline: float | None = Field(None, gt=0, le=3600, allow_inf_nan=False)
-    stream: bool = False
-    use_cache: bool = True
+    stream: bool = Field(False, strict=True)  # JSON true/false only: 0, 1 and "yes" are refused
+    use_cache: bool = Field(True, strict=True)
     images: list[ImageIn] = Field(default_factory=list, max_length=5)
 
     @field_validator("question")

@@ -9,27 +9,26 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from fastapi import FastAPI, Request, Response, UploadFile
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
+from starlette.exceptions import HTTPException
 
 from ragline import errors
 from ragline.compose import Ragline
-from ragline.ingest.jobs import JobQueue, safe_name
-from ragline.ingest.parsing import SUPPORTED
-from ragline.ingest.pipeline import human_size
+from ragline.ingest.jobs import JobQueue
 from ragline.interfaces.auth import Authenticator
-from ragline.interfaces.http.metrics import Metrics
+from ragline.interfaces.http.contract import HTTP_KINDS, UPLOAD_BODY, error_body, errors_for, status_for
+from ragline.interfaces.http.limits import BodyLimit, receive_files
+from ragline.interfaces.http.metrics import CountRequests, Metrics
 from ragline.interfaces.http.openai import completion, completion_chunks
 from ragline.interfaces.http.websocket import add_websocket
 from ragline.interfaces.requests import QueryRequest, query_for, unicode_text
@@ -39,33 +38,8 @@ from ragline.query.engine import collect
 from ragline.settings import Settings
 from ragline.types import Done, Event, Message
 
-STATUS: list[tuple[type[errors.RaglineError], int]] = [
-    (errors.AuthError, 401),
-    (errors.TooLargeError, 413),
-    (errors.InputError, 422),
-    (errors.UnsupportedTypeError, 415),
-    (errors.ParseError, 422),
-    (errors.ConfigError, 400),
-    (errors.NotFoundError, 404),
-    (errors.ModelUnavailableError, 503),
-    (errors.ModelError, 502),
-    (errors.StoreError, 500),
-]
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-def validation_message(problems: Sequence[Any]) -> str:
-    """What was wrong with a request, one clause per problem: where (``body.deadline``) and why."""
-    clauses = []
-    for problem in problems:
-        where = ".".join(str(part) for part in problem.get("loc", ()))
-        why = str(problem.get("msg", "invalid"))
-        clauses.append(f"{where}: {why}".encode("utf-8", "backslashreplace").decode())
-    return "; ".join(clauses) or "the request is not valid"
-
-
-def status_for(err: errors.RaglineError) -> int:
-    """The HTTP status of an error."""
-    return next((code for kind, code in STATUS if isinstance(err, kind)), 500)
 
 class ChatMessage(BaseModel):
     """One OpenAI chat message (text content, or a list of text parts)."""
@@ -92,7 +66,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
 
@@ -143,25 +117,24 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
-        # the documented error shape; the input is named by its place, never echoed (NaN, Infinity and lone
-        # surrogates cannot be written back as JSON)
         service.metrics.error("InputError")
-        return JSONResponse({"error": {"type": "InputError", "message": validation_message(err.errors())}}, 422)
+        return JSONResponse(error_body("InputError", errors.validation_message(err.errors())), 422)
 
     @app.exception_handler(errors.RaglineError)
     async def ragline_error(request: Request, err: errors.RaglineError) -> JSONResponse:
         service.metrics.error(type(err).__name__)
-        return JSONResponse({"error": {"type": type(err).__name__, "message": str(err)}}, status_for(err))
+        headers = {"Retry-After": str(err.retry_after)} if isinstance(err, errors.RateLimitedError) else None
+        return JSONResponse(error_body(type(err).__name__, str(err)), status_for(err), headers=headers)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        service.metrics.request(request.method, path, response.status_code, time.perf_counter() - started)
-        return response
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        # Starlette's own refusals (unknown path, method not allowed, a body over its limit), in the same shape
+        kind = HTTP_KINDS.get(err.status_code, "InputError" if err.status_code < 500 else "RaglineError")
+        service.metrics.error(kind)
+        return JSONResponse(error_body(kind, str(err.detail)), err.status_code, headers=err.headers)
 
+    app.add_middleware(BodyLimit, settings=service.settings)
+    app.add_middleware(CountRequests, metrics=service.metrics)  # outermost: counts the 413s BodyLimit answers
     _add_query_routes(app, service)
     _add_document_routes(app, service)
     add_websocket(app, service)
@@ -185,7 +158,7 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
         service.metrics.queue.set(await anyio.to_thread.run_sync(service.rag.registry.jobs_waiting))
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
-    @app.post("/v1/query", response_model=None)
+    @app.post("/v1/query", response_model=None, responses=errors_for(400, 413, 422, 502, 503))
     def query(body: QueryRequest, request: Request) -> Any:
         """Answer a question: JSON, or Server-Sent Events with ``stream: true`` or ``Accept: text/event-stream``."""
         tenant = service.tenant(request)
@@ -196,14 +169,14 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
                                      media_type="text/event-stream", headers=SSE_HEADERS)
         return collect(events).as_dict()
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=errors_for())
     def models(request: Request) -> dict[str, Any]:
         """The model names clients can ask for."""
         service.tenant(request)
         return {"object": "list",
                 "data": [{"id": m, "object": "model", "created": 0, "owned_by": "ragline"} for m in MODELS]}
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, responses=errors_for(400, 413, 422, 502, 503))
     def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         """OpenAI-compatible: the last user message is the question, earlier turns are the history."""
         tenant = service.tenant(request)
@@ -223,20 +196,14 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
         return completion(collect(events), body.model)
 
 def _add_document_routes(app: FastAPI, service: Service) -> None:
-    @app.post("/v1/documents", status_code=202)
-    async def upload(request: Request, files: list[UploadFile]) -> dict[str, Any]:
+    @app.post("/v1/documents", status_code=202, openapi_extra=UPLOAD_BODY, responses=errors_for(413, 415, 422))
+    async def upload(request: Request) -> dict[str, Any]:
         """Upload files (multipart, field ``files``); answers 202 with a job id; ingestion runs from the queue."""
         tenant = service.tenant(request)
-        declared = int(request.headers.get("content-length") or 0)
-        if declared > service.settings.max_upload_bytes:
-            raise errors.TooLargeError(f"the upload is {human_size(declared)}; the limit is "
-                                       f"{human_size(service.settings.max_upload_bytes)} per request")
         job_id, folder = service.jobs.staging()
-        saved = []
         try:
-            for upload in files:
-                saved.append(await _save(upload, folder, service.settings.max_file_bytes))
-        except errors.RaglineError:
+            saved = await receive_files(request, folder, service.settings.max_file_bytes)
+        except BaseException:  # refused, cut off or disconnected: nothing of it stays on disk
             shutil.rmtree(folder, ignore_errors=True)
             raise
         if service.settings.uploads_bucket:
@@ -248,7 +215,7 @@ def _add_document_routes(app: FastAPI, service: Service) -> None:
         return {"job_id": job_id, "status": "queued", "files": [f["name"] for f in saved],
                 "status_url": f"/v1/jobs/{job_id}"}
 
-    @app.get("/v1/jobs/{job_id}")
+    @app.get("/v1/jobs/{job_id}", responses=errors_for(404, 422))
     def job(job_id: str, request: Request) -> dict[str, Any]:
         """An ingestion job's status and progress (files, chunks, failures)."""
         found = service.rag.registry.job_get(service.tenant(request), job_id)
@@ -257,7 +224,7 @@ def _add_document_routes(app: FastAPI, service: Service) -> None:
         return {"job_id": job_id, "status": found["status"], "progress": json.loads(str(found["progress"])),
                 "error": found["error"], "attempts": found["attempts"]}
 
-    @app.post("/v1/jobs/{job_id}/retry", status_code=202)
+    @app.post("/v1/jobs/{job_id}/retry", status_code=202, responses=errors_for(404, 422))
     def retry_job(job_id: str, request: Request) -> dict[str, Any]:
         """Queue a failed job again (its files were kept)."""
         if not service.rag.registry.job_retry(service.tenant(request), job_id):
@@ -265,13 +232,13 @@ def _add_document_routes(app: FastAPI, service: Service) -> None:
         service.jobs.wake()
         return {"job_id": job_id, "status": "queued"}
 
-    @app.get("/v1/documents")
+    @app.get("/v1/documents", responses=errors_for(422))
     def list_documents(request: Request, prefix: str = "") -> dict[str, Any]:
         """The tenant's documents with status, chunk count, size and ingestion time."""
         rows = service.rag.registry.list(service.tenant(request), prefix)
         return {"documents": [r.as_dict() for r in rows]}
 
-    @app.get("/v1/documents/{doc_id:path}")
+    @app.get("/v1/documents/{doc_id:path}", responses=errors_for(404, 422))
     def get_document(doc_id: str, request: Request) -> dict[str, Any]:
         """One document's record."""
         record = service.rag.registry.get(service.tenant(request), doc_id)
@@ -279,7 +246,7 @@ def _add_document_routes(app: FastAPI, service: Service) -> None:
             raise errors.NotFoundError(f"no such document: {doc_id}")
         return record.as_dict()
 
-    @app.delete("/v1/documents/{doc_id:path}")
+    @app.delete("/v1/documents/{doc_id:path}", responses=errors_for(404, 422))
     def delete_document(doc_id: str, request: Request) -> dict[str, Any]:
         """Remove every chunk of a document and its record."""
         tenant = service.tenant(request)
@@ -301,22 +268,6 @@ def _to_bucket(settings: Settings, tenant: str, saved: list[dict[str, Any]]) -> 
     for f in saved:
         _bucket(settings).upload_file(f["path"], settings.uploads_bucket, f"uploads/{tenant}/{f['name']}")
 
-
-async def _save(upload: UploadFile, folder: Path, limit: int) -> dict[str, Any]:
-    """Stream one uploaded file to disk, refusing unsupported types (415) and oversize files (413)."""
-    name = safe_name(upload.filename or "upload")
-    if not name.lower().endswith(SUPPORTED):
-        raise errors.UnsupportedTypeError(
-            f"{name}: unsupported file type; supported: {', '.join(SUPPORTED)}")
-    path = folder / name
-    size = 0
-    with path.open("wb") as out:
-        while chunk := await upload.read(1024 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise errors.TooLargeError(f"{name} is over the {human_size(limit)} limit per file")
-            out.write(chunk)
-    return {"name": name, "path": str(path), "size": size}
 
 async def closing(lines: Generator[str, None, None], request: Request) -> AsyncIterator[str]:
     """Run a blocking stream in worker threads and close it the moment the client goes away.

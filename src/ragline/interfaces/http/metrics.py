@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -11,6 +13,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragline.types import Answer
 
@@ -57,3 +60,35 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition format."""
         return generate_latest(self.registry)
+
+
+class CountRequests:
+    """ASGI middleware: count each HTTP request by method, route and status, with its latency.
+
+    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which runs the app in a task group of its own
+    and would turn an error raised while the body is read (a body over its limit) into an exception group.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, noting the status it is answered with."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def noted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.request(scope["method"], path, status, time.perf_counter() - started)
