@@ -40,8 +40,8 @@ def auth(tmp_path):
 
 def test_a_valid_cognito_access_token_names_the_tenant(auth) -> None:
     authenticator, token = auth
-    assert authenticator.tenant(f"Bearer {token()}") == "user-123"
-    assert authenticator.tenant(None, token=token(aud="app-client", client_id=None)) == "user-123"  # ID token
+    assert authenticator.tenant(f"Bearer {token()}") == "jwt:user-123"
+    assert authenticator.tenant(None, token=token(aud="app-client", client_id=None)) == "jwt:user-123"  # ID token
 
 
 @pytest.mark.parametrize(

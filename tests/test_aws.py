@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from ragline.interfaces.aws import handlers
+from ragline.seams import Identity
 from ragline.testing.aws import FakeAWSModels
 from ragline.testing.provision import ACCOUNT, Stack, load_template, provision
 
@@ -90,7 +91,7 @@ def drain_all(stack, moto_url):
 
 
 def sign_in(stack, moto_url, email="ana@example.com"):
-    """A real Cognito access token (moto signs it with the pool's key) and the user's sub."""
+    """A real Cognito access token (moto signs it with the pool's key) and the user's tenant (``jwt:`` + sub)."""
     idp = aws("cognito-idp", moto_url)
     pool, client_id = stack.refs["UserPool"], stack.refs["UserPoolClient"]
     idp.admin_create_user(UserPoolId=pool, Username=email, MessageAction="SUPPRESS")
@@ -99,7 +100,7 @@ def sign_in(stack, moto_url, email="ana@example.com"):
                                AuthParameters={"USERNAME": email, "PASSWORD": "Correct-Horse-42!"})
     user = idp.admin_get_user(UserPoolId=pool, Username=email)
     sub = next(a["Value"] for a in user["UserAttributes"] if a["Name"] == "sub")
-    return tokens["AuthenticationResult"]["AccessToken"], sub
+    return tokens["AuthenticationResult"]["AccessToken"], f"jwt:{sub}"  # a token's tenant, apart from keys'
 
 
 def ws_event(route, connection, body=None, token=None):
@@ -289,7 +290,7 @@ def test_a_gone_connection_stops_the_answer(stack, moto_url, models, monkeypatch
     s3.put_object(Bucket=stack.refs["DocumentsBucket"], Key="uploads/acme/sample.pdf",
                   Body=(FIXTURES / "pdf" / "sample_pdf_1.pdf").read_bytes())
     drain_all(stack, moto_url)
-    handlers._rag().registry.connection_put("conn-gone", "acme")
+    handlers._rag().registry.connection_put("conn-gone", Identity("acme", "none"))
     gone = GoneServer()
     monkeypatch.setenv("RAGLINE_WEBSOCKET_ENDPOINT", gone.url)
     handlers._rag.cache_clear()
@@ -301,7 +302,31 @@ def test_a_gone_connection_stops_the_answer(stack, moto_url, models, monkeypatch
     gone.server.server_close()
     assert out["statusCode"] == 410 and gone.posts == 1
     assert elapsed < 2.0
-    assert handlers._rag().registry.connection_tenant("conn-gone") is None
+    assert handlers._rag().registry.connection_identity("conn-gone") is None
+
+
+@pytest.mark.parametrize(("identity", "reason"), [
+    (Identity("jwt:ana", "jwt", expires_at=time.time() - 1), "the token has expired"),
+    (Identity("acme", "api_key", key_hash="0" * 64), "the API key was revoked"),
+])
+def test_a_connection_whose_credential_lapsed_is_told_why_and_closed(stack, moto_url, monkeypatch, identity, reason):
+    """A token that expired (or a key revoked) since $connect: the next message gets the reason, and API Gateway's
+    DeleteConnection closes the socket. (Closing an idle one within seconds needs the API Gateway stand-in.)"""
+    from moto.apigatewaymanagementapi.models import ApiGatewayManagementApiBackend
+
+    closed: dict[str, str] = {}
+    keep = ApiGatewayManagementApiBackend.delete_connection
+
+    def delete_connection(self, connection_id):  # what the client saw before API Gateway closed it
+        closed[connection_id] = self.connections[connection_id].data.decode()
+        keep(self, connection_id)
+
+    monkeypatch.setattr(ApiGatewayManagementApiBackend, "delete_connection", delete_connection)
+    handlers._rag().registry.connection_put("conn-lapsed", identity)
+    out = handlers.websocket(ws_event("sendMessage", "conn-lapsed", {"question": QUESTION}))
+    assert out["statusCode"] == 401
+    assert json.loads(closed["conn-lapsed"]) == {"type": "error", "error": "AuthError", "message": reason}
+    assert handlers._rag().registry.connection_identity("conn-lapsed") is None
 
 
 def test_the_http_function_uploads_to_the_bucket_and_answers_with_a_cognito_token(stack, moto_url, monkeypatch):

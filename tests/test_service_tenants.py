@@ -116,17 +116,16 @@ def test_websocket_chat_with_history_and_progress(keyed) -> None:
     assert turn[0]["type"] == "sources" and all(m["id"] == "t1" for m in turn)
     assert "ORCHID-42" in "".join(m.get("text", "") for m in turn if m["type"] == "token")
 
-    async def rejected() -> int:
+    async def rejected() -> tuple[int, bytes]:
         try:
             async with websockets.connect(f"{ws_url}?token=rl_wrong") as ws:
                 await ws.recv()
-        except websockets.ConnectionClosed as closed:
-            return closed.rcvd.code if closed.rcvd else 0
         except websockets.InvalidStatus as err:
-            return err.response.status_code
-        return 0
+            return err.response.status_code, err.response.body or b""
+        return 0, b""
 
-    assert asyncio.run(rejected()) in (4401, 403)
+    status, body = asyncio.run(rejected())  # refused at the handshake as the README says: 401, the error body
+    assert status == 401 and json.loads(body)["error"] == {"type": "AuthError", "message": "unknown or revoked API key"}
 
 
 def test_a_job_left_running_by_a_crash_resumes(make_app, tmp_path) -> None:

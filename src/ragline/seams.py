@@ -13,6 +13,7 @@ split by concern, so each consumer takes only what it needs; one class (SQLite, 
 from __future__ import annotations
 
 import builtins
+import math
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -398,15 +399,25 @@ class Conversations(Protocol):
         ...
 
 
-class Connections(Protocol):
-    """Open API Gateway WebSocket connections and the tenant each signed in as."""
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a credential names, and what must stay true for it to keep naming them (on long-lived connections)."""
 
-    def connection_put(self, connection_id: str, tenant: str) -> None:
+    tenant: str
+    method: str  # none | api_key | jwt
+    key_hash: str = ""  # an API key's stored hash: it must still be a live key
+    expires_at: float = math.inf  # a token's expiry (seconds since the epoch)
+
+
+class Connections(Protocol):
+    """Open API Gateway WebSocket connections and who signed in on each."""
+
+    def connection_put(self, connection_id: str, identity: Identity) -> None:
         """Record a connection."""
         ...
 
-    def connection_tenant(self, connection_id: str) -> str | None:
-        """The tenant of a live connection."""
+    def connection_identity(self, connection_id: str) -> Identity | None:
+        """Who signed in on a live connection."""
         ...
 
     def connection_delete(self, connection_id: str) -> None:

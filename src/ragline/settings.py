@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(None, description="required 'iss' claim, e.g. the Cognito user pool URL")
     jwt_audience: str | None = Field(None, description="required 'aud' (or Cognito 'client_id') claim")
     jwt_tenant_claim: str = Field("sub", description="claim that names the tenant")
+    jwt_tenant_prefix: str = Field("jwt:", description="put before the claim: a token's tenants live apart from "
+                                   "API keys' and the CLI's ('' only where tokens are the one way in)")
+    auth_failures_per_minute: int = Field(20, ge=1, description="failed sign-ins from one address before it waits")
+    ws_recheck_seconds: float = Field(2.0, gt=0, description="how often an open WebSocket's credential is checked")
 
     max_question_chars: int = Field(4000, ge=1)
     max_file_bytes: int = Field(100 * 1024 * 1024, ge=1)

@@ -13,7 +13,7 @@ import pytest
 
 from ragline.providers.aws.dynamo import DynamoDBRegistry
 from ragline.providers.local.sqlite import SQLiteRegistry
-from ragline.seams import DocumentRecord, Registry
+from ragline.seams import DocumentRecord, Identity, Registry
 from ragline.testing.provision import provision
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "template.yaml"
@@ -134,7 +134,9 @@ def test_connections_on_dynamodb(request: pytest.FixtureRequest) -> None:
     request.getfixturevalue("aws_env")
     reg = DynamoDBRegistry(request.getfixturevalue("dynamodb_table"), region="us-east-1",
                            endpoint_url=request.getfixturevalue("moto_url"))
-    reg.connection_put("c1", "acme")
-    assert reg.connection_tenant("c1") == "acme"
+    reg.connection_put("c1", Identity("acme", "api_key", key_hash="abc"))
+    assert reg.connection_identity("c1") == Identity("acme", "api_key", key_hash="abc")
+    reg.connection_put("c2", Identity("jwt:u1", "jwt", expires_at=1_900_000_000.5))
+    assert reg.connection_identity("c2") == Identity("jwt:u1", "jwt", expires_at=1_900_000_000.5)
     reg.connection_delete("c1")
-    assert reg.connection_tenant("c1") is None
+    assert reg.connection_identity("c1") is None

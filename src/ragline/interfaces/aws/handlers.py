@@ -26,14 +26,15 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ragline.compose import Ragline
-from ragline.errors import AuthError, InputError, RaglineError
+from ragline.errors import AuthError, InputError, RaglineError, RateLimitedError
 from ragline.ingest.bounds import Limits
 from ragline.ingest.pipeline import bytes_item, oversized_item
+from ragline.interfaces.auth import Authenticator
 from ragline.interfaces.requests import QueryRequest
 from ragline.interfaces.turns import Turns
 from ragline.interfaces.wire import error_json, event_json
 from ragline.providers.aws.clients import client, error_code
-from ragline.seams import DocumentRecord
+from ragline.seams import DocumentRecord, Identity
 from ragline.settings import Settings
 from ragline.types import Token
 
@@ -129,21 +130,31 @@ def websocket(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     route, connection = request["routeKey"], request["connectionId"]
     registry = rag.connections
     if route == "$connect":
-        from ragline.interfaces.auth import Authenticator
-
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
         token = (event.get("queryStringParameters") or {}).get("token")
+        client_ip = str(request.get("identity", {}).get("sourceIp", ""))
         try:
-            tenant = Authenticator(rag.settings, rag.registry).tenant(headers.get("authorization"), token)
+            identity = _authenticator(rag).identify(headers.get("authorization"), token, client_ip)
         except AuthError as err:
             log.info(json.dumps({"stage": "connect", "refused": str(err)}))
-            return {"statusCode": 401, "body": str(err)}
-        registry.connection_put(connection, tenant)
+            return {"statusCode": 429 if isinstance(err, RateLimitedError) else 401, "body": str(err)}
+        registry.connection_put(connection, identity)
         return {"statusCode": 200}
     if route == "$disconnect":
         registry.connection_delete(connection)
         return {"statusCode": 200}
     return _send_message(rag, event, context)
+
+
+def _signed_out(rag: Ragline, identity: Identity | None) -> AuthError | None:
+    """Why a connection may no longer ask: never signed in, or its key revoked or token expired since $connect."""
+    if identity is None:
+        return AuthError("this connection is not signed in; reconnect with a token")
+    try:
+        _authenticator(rag).recheck(identity)
+    except AuthError as err:
+        return err
+    return None
 
 
 class _Poster:
@@ -169,15 +180,28 @@ class _Poster:
         self.posts += 1
         return True
 
+    def close(self) -> None:
+        """Close the connection from the server side (API Gateway's DeleteConnection)."""
+        try:
+            self.api.delete_connection(ConnectionId=self.connection)
+        except Exception as err:
+            if error_code(err) != "GoneException":
+                raise
+        self.gone = True
+
 
 def _send_message(rag: Ragline, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """One turn: the answer's events posted as the wire encodes them, tokens coalesced; sources come first."""
     request = event["requestContext"]
     post = _Poster(rag, request)
-    tenant = rag.connections.connection_tenant(request["connectionId"])
-    if tenant is None:
-        post(error_json(AuthError("this connection is not signed in; reconnect with a token")))
-        return {"statusCode": 403}
+    identity = rag.connections.connection_identity(request["connectionId"])
+    refused = _signed_out(rag, identity)
+    if refused is not None or identity is None:
+        post(error_json(refused or AuthError("not signed in")))
+        post.close()
+        rag.connections.connection_delete(request["connectionId"])
+        return {"statusCode": 401}
+    tenant = identity.tenant
     try:
         body = json.loads(event.get("body") or "{}")
         if not isinstance(body, dict) or not isinstance(body.get("question"), str):
@@ -218,3 +242,9 @@ def _send_message(rag: Ragline, event: dict[str, Any], context: Any) -> dict[str
 @cache
 def _turns(rag: Ragline) -> Turns:
     return Turns(rag)
+
+
+@cache
+def _authenticator(rag: Ragline) -> Authenticator:
+    """One per warm function: its JWKS and its count of failed sign-ins per address outlive an invocation."""
+    return Authenticator(rag.settings, rag.registry)

@@ -83,7 +83,8 @@ class Service:
 
     def tenant(self, request: Request) -> str:
         """The caller's tenant (401 when credentials are missing or wrong)."""
-        return self.auth.tenant(request.headers.get("authorization"))
+        return self.auth.tenant(request.headers.get("authorization"), client=request.client.host if request.client
+                                else "")
 
     def counted(self, events: Generator[Event, None, None]) -> Generator[Event, None, None]:
         """The events, with each finished answer's stage timings and cache outcome recorded."""

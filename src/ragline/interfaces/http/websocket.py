@@ -3,21 +3,30 @@
 Client → server (JSON): ``{"type": "ask", "id", "question", "conversation_id"?, "k"?, "filters"?}``,
 ``{"type": "subscribe", "job_id"}``. Server → client: the answer's events as ``interfaces/wire.py`` encodes them
 (``sources``, ``token``…, ``usage``, ``done`` or ``error``), each with the turn's ``id``; and ``progress`` (with
-``job_id``). Browsers cannot set headers on a WebSocket, so the credential may come as ``?token=…``. A client
+``job_id``). Browsers cannot set headers on a WebSocket, so the credential may come as ``?token=…``; a bad one
+is refused at the handshake with HTTP 401 and the error body. The credential is checked again every
+``ws_recheck_seconds`` for as long as the socket is open: a revoked key or an expired token closes it with code
+4401 and the reason. A frame that is not a JSON object gets an error event, and the connection stays. A client
 that disconnects mid-answer stops the generation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 
 from ragline.errors import InputError, RaglineError, validation_message
+from ragline.interfaces.http.contract import error_body, status_for
 from ragline.interfaces.requests import QueryRequest
 from ragline.interfaces.wire import error_json, event_json
+from ragline.seams import Identity
 
 if TYPE_CHECKING:
     from ragline.interfaces.http.app import Service
@@ -27,11 +36,14 @@ def add_websocket(app: FastAPI, service: Service) -> None:
 
     @app.websocket("/v1/ws")
     async def socket(ws: WebSocket) -> None:
+        client = ws.client.host if ws.client else ""
         try:
-            tenant = service.auth.tenant(ws.headers.get("authorization"), ws.query_params.get("token"))
-        except RaglineError as err:
-            await ws.close(code=4401, reason=str(err)[:120])
+            identity = await asyncio.to_thread(service.auth.identify, ws.headers.get("authorization"),
+                                               ws.query_params.get("token"), client)
+        except RaglineError as err:  # an HTTP 401 (429) at the handshake, with the documented error body
+            await ws.send_denial_response(JSONResponse(error_body(type(err).__name__, str(err)), status_for(err)))
             return
+        tenant = identity.tenant
         await ws.accept()
         loop = asyncio.get_running_loop()
         outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -44,9 +56,12 @@ def add_websocket(app: FastAPI, service: Service) -> None:
 
         service.jobs.listeners.append(on_progress)
         sender = asyncio.create_task(_send_all(ws, outbox))
+        guard = asyncio.create_task(_keep_checking(ws, service, identity, stop))
         try:
             while True:
-                message = await ws.receive_json()
+                message = await _receive_object(ws)
+                if message is None:
+                    continue  # not a JSON object: answered with an error event, the connection stays
                 kind = message.get("type")
                 if kind == "subscribe":
                     watched.add(str(message.get("job_id")))
@@ -55,12 +70,48 @@ def add_websocket(app: FastAPI, service: Service) -> None:
                 else:
                     await outbox.put(error_json(InputError(f"unknown message type {kind!r}; use 'ask' or "
                                                            "'subscribe'")))
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, RuntimeError):  # RuntimeError: the guard closed the socket under us
             pass
         finally:
             stop.set()
             service.jobs.listeners.remove(on_progress)
             sender.cancel()
+            guard.cancel()
+
+
+async def _receive_object(ws: WebSocket) -> dict[str, Any] | None:
+    """The next frame as a JSON object; anything else is answered with an error event (None)."""
+    frame = await ws.receive()
+    if frame["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(frame.get("code", 1000))
+    text = frame.get("text")
+    problem = "send text frames of JSON, not binary" if text is None else ""
+    if text is not None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            message, problem = None, "the frame is not JSON"
+        if message is not None and not isinstance(message, dict):
+            problem = 'send one JSON object per frame, like {"type": "ask", "question": "..."}'
+        elif isinstance(message, dict):
+            return message
+    await ws.send_json(error_json(InputError(f"malformed message: {problem}")))
+    return None
+
+
+async def _keep_checking(ws: WebSocket, service: Service, identity: Identity, stop: threading.Event) -> None:
+    """Close the socket (4401, with the reason) once its credential no longer holds: revoked, or expired."""
+    every = service.settings.ws_recheck_seconds
+    while True:
+        await asyncio.sleep(max(0.05, min(every, identity.expires_at - time.time())))
+        try:
+            await asyncio.to_thread(service.auth.recheck, identity)
+        except RaglineError as err:
+            stop.set()  # an answer in progress stops too
+            with contextlib.suppress(Exception):
+                await ws.send_json(error_json(err))
+                await ws.close(code=4401, reason=str(err)[:120])
+            return
 
 
 async def _send_all(ws: WebSocket, outbox: asyncio.Queue[dict[str, Any]]) -> None:

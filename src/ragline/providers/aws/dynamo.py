@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -33,7 +34,7 @@ from typing import Any
 from ragline.errors import StoreError
 from ragline.providers.aws.clients import client
 from ragline.resilience import RetryPolicy
-from ragline.seams import DocumentRecord, interrupted_reason
+from ragline.seams import DocumentRecord, Identity, interrupted_reason
 from ragline.types import Message
 
 CONNECTION_TTL = 2 * 3600  # API Gateway closes WebSocket connections after two hours
@@ -305,15 +306,21 @@ class DynamoDBRegistry:
         return requeued
 
     # WebSocket connections.
-    def connection_put(self, connection_id: str, tenant: str) -> None:
-        """Record who opened a WebSocket connection."""
-        self._put({"pk": f"conn#{connection_id}", "sk": "-", "tenant": tenant, "connected_at": time.time(),
+    def connection_put(self, connection_id: str, identity: Identity) -> None:
+        """Record who opened a WebSocket connection (and what keeps their credential valid)."""
+        self._put({"pk": f"conn#{connection_id}", "sk": "-", "tenant": identity.tenant, "method": identity.method,
+                   "key_hash": identity.key_hash, "connected_at": time.time(),
+                   "token_expires_at": 0 if math.isinf(identity.expires_at) else identity.expires_at,
                    "expires_at": int(time.time()) + CONNECTION_TTL})
 
-    def connection_tenant(self, connection_id: str) -> str | None:
-        """The tenant of a live connection."""
+    def connection_identity(self, connection_id: str) -> Identity | None:
+        """Who signed in on a live connection."""
         item = self._get(f"conn#{connection_id}")
-        return str(item["tenant"]) if item and item["expires_at"] > time.time() else None
+        if not item or item["expires_at"] <= time.time():
+            return None
+        expires = float(item.get("token_expires_at") or 0)
+        return Identity(str(item["tenant"]), str(item.get("method", "none")), str(item.get("key_hash", "")),
+                        expires or math.inf)
 
     def connection_delete(self, connection_id: str) -> None:
         """Forget a closed connection."""
