@@ -117,7 +117,14 @@ def serve(app: Any) -> tuple[str, Any]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    service = getattr(getattr(app, "state", None), "service", None)
+    if service is not None:  # ragline's app: the server as `ragline serve` configures it
+        from ragline.interfaces.http.server import server_config
+
+        config = server_config(app, service.settings, "127.0.0.1", port, log_level="warning")
+    else:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -193,3 +193,51 @@ def test_every_route_declares_every_status_it_returns_with_the_error_schema(serv
             assert responses[code]["content"]["application/json"]["schema"] == error_ref, (path, code)
     upload = spec["paths"]["/v1/documents"]["post"]["requestBody"]["content"]
     assert upload["multipart/form-data"]["schema"]["properties"]["files"]["type"] == "array"
+
+
+def test_slow_headers_are_cut_off_and_websockets_are_not(make_app) -> None:
+    """Slowloris: 20 sockets sending their headers a line at a time, and 5 that send nothing, are closed after
+    the header deadline (1 s here); a WebSocket open for longer is not affected."""
+    import asyncio
+
+    import websockets
+
+    app = make_app(header_timeout=1.0)
+    url, stop = serve(create_app(app))
+    parts = urlsplit(url)
+    try:
+        slow = [socket.create_connection((parts.hostname, parts.port), timeout=5) for _ in range(25)]
+        for sock in slow[:20]:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        open_ = set(range(25))
+        while open_ and time.monotonic() - started < 4:
+            for n in list(open_):
+                sock = slow[n]
+                if n < 20:
+                    try:
+                        sock.sendall(b"X-Slow: 1\r\n")  # never the blank line that ends the headers
+                    except OSError:
+                        open_.discard(n)
+                        continue
+                if select.select([sock], [], [], 0)[0] and sock.recv(1024) == b"":
+                    open_.discard(n)
+            time.sleep(0.2)
+        elapsed = time.monotonic() - started
+        for sock in slow:
+            sock.close()
+
+        async def long_socket() -> str:
+            async with websockets.connect(url.replace("http", "ws") + "/v1/ws") as ws:
+                await asyncio.sleep(2.5)  # past the header deadline
+                await ws.send(json.dumps({"type": "ask", "id": "a", "question": "What is Lex?"}))
+                while (event := json.loads(await asyncio.wait_for(ws.recv(), 60)))["type"] not in ("done", "error"):
+                    pass
+                return str(event["type"])
+
+        assert asyncio.run(long_socket()) == "done"
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200  # a normal client is served
+    finally:
+        stop()
+    assert not open_, f"{len(open_)} slow sockets still open after {elapsed:.1f} s"
+    assert elapsed < 3

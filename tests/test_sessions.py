@@ -166,3 +166,38 @@ def test_an_api_key_cannot_be_made_for_a_tokens_tenant(make_app) -> None:
 
     with pytest.raises(InputError, match="a key's tenant is a plain name"):
         create_key(make_app().registry, "jwt:default")
+
+
+def test_metrics_need_the_operators_token_and_health_says_nothing_inside(make_app) -> None:
+    app = make_app(auth="api_key", metrics_token="scrape-me")
+    _, key = create_key(app.registry, "acme")
+    url, stop = serve(create_app(app))
+    try:
+        as_tenant = httpx.get(f"{url}/metrics", headers={"authorization": f"Bearer {key}"})
+        anonymous = httpx.get(f"{url}/metrics")
+        scraper = httpx.get(f"{url}/metrics", headers={"authorization": "Bearer scrape-me"})
+        health = httpx.get(f"{url}/healthz").json()
+    finally:
+        stop()
+    assert as_tenant.status_code == anonymous.status_code == 401  # counts of every tenant are not a tenant's
+    assert "RAGLINE_METRICS_TOKEN" in as_tenant.json()["error"]["message"]
+    assert scraper.status_code == 200 and "ragline_requests_total" in scraper.text
+    assert health == {"status": "ok"}  # no home path, no model
+
+
+def test_orphan_uploads_are_removed_at_start_up(make_app) -> None:
+    """A crash while an upload was being saved left files no job will read; a failed job keeps its files."""
+    from ragline.ingest.jobs import JobQueue
+
+    app = make_app()
+    queue = JobQueue(app)
+    orphan, folder = queue.staging()  # saved, never queued: the process died mid-upload
+    (folder / "half.pdf").write_bytes(b"%PDF-1.7 cut")
+    failed, kept = queue.staging()
+    (kept / "a.md").write_text("# A\n", encoding="utf-8")
+    queue.submit(failed, "default", [{"name": "a.md", "path": str(kept / "a.md"), "size": 4}])
+    app.registry.job_update(failed, status="failed", error="boom")
+    (queue.uploads / "stray.tmp").write_bytes(b"x")
+    assert queue.remove_orphans() == 2
+    assert not folder.exists() and not (queue.uploads / "stray.tmp").exists()
+    assert (kept / "a.md").exists()

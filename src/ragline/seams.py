@@ -370,6 +370,10 @@ class JobStore(Protocol):
         """A job of the tenant, or None."""
         ...
 
+    def job_status(self, job_id: str) -> str | None:
+        """Any tenant's job's status (queued, running, done, failed); None when there is no such job."""
+        ...
+
     def job_retry(self, tenant: str, job_id: str) -> bool:
         """Queue a failed job again."""
         ...

@@ -191,6 +191,9 @@ class Settings(BaseSettings):
     jwt_tenant_prefix: str = Field("jwt:", description="put before the claim: a token's tenants live apart from "
                                    "API keys' and the CLI's ('' only where tokens are the one way in)")
     auth_failures_per_minute: int = Field(20, ge=1, description="failed sign-ins from one address before it waits")
+    metrics_token: str | None = Field(None, description="with auth on, the bearer token /metrics asks for "
+                                      "(unset: /metrics is closed)")
+    header_timeout: float = Field(10.0, gt=0, description="seconds a client may take to send a request's headers")
     ws_recheck_seconds: float = Field(2.0, gt=0, description="how often an open WebSocket's credential is checked")
 
     max_question_chars: int = Field(4000, ge=1)

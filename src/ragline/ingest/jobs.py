@@ -64,9 +64,28 @@ class JobQueue:
     def start(self) -> None:
         """Requeue jobs a crash left running (failing those started too often), then start the worker."""
         self.rag.registry.jobs_requeue_running(self.rag.settings.max_job_attempts)
+        self.remove_orphans()
         self._stop.clear()
         self._thread = threading.Thread(target=self._work, name="ragline-ingest", daemon=True)
         self._thread.start()
+
+    def remove_orphans(self) -> int:
+        """Delete staging folders no job will read; returns how many.
+
+        An upload cut off by a crash before it was queued has no job; a finished job's files were ingested. A
+        failed job keeps its files (it can be retried).
+        """
+        if not self.uploads.is_dir():
+            return 0
+        removed = 0
+        for folder in self.uploads.iterdir():
+            if self.rag.registry.job_status(folder.name) in (None, "done"):
+                if folder.is_dir():
+                    shutil.rmtree(folder, ignore_errors=True)
+                else:
+                    folder.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     def stop(self) -> None:
         """Stop the worker after the current batch."""

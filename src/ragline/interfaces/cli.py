@@ -308,6 +308,7 @@ def serve(ctx: click.Context, host: str, port: int, model: str | None) -> None:
 
     from ragline.compose import Ragline
     from ragline.interfaces.http import create_app
+    from ragline.interfaces.http.server import server_config
 
     with exit_on_error():
         settings = settings_from(ctx, chat_model=model)
@@ -315,7 +316,7 @@ def serve(ctx: click.Context, host: str, port: int, model: str | None) -> None:
             raise ConfigError(f"auth=none serves only on loopback; set RAGLINE_AUTH=api_key or jwt to bind {host}")
         app = create_app(Ragline(settings))
         click.echo(f"ragline serving on http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs)", err=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.Server(server_config(app, settings, host, port, log_level="warning")).run()
 
 
 @cli.group("keys")

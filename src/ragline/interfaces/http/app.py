@@ -7,6 +7,7 @@ went wrong in the user's terms (``{"error": {"type", "message"}}``).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import shutil
 from collections.abc import AsyncIterator, Generator
@@ -149,12 +150,18 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        """Liveness: the process answers; says which generator and index it serves."""
-        return {"status": "ok", "model": service.settings.chat_model, "home": str(service.settings.home)}
+        """Liveness: the process answers (nothing about its insides: no paths, models or versions)."""
+        return {"status": "ok"}
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus text format."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format; with auth on, only for ``Authorization: Bearer $RAGLINE_METRICS_TOKEN``."""
+        if service.settings.auth != "none":
+            expected = service.settings.metrics_token
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+                raise errors.AuthError("/metrics needs 'Authorization: Bearer <RAGLINE_METRICS_TOKEN>' (it counts "
+                                       "every tenant's requests, so a tenant's key is not enough)")
         service.metrics.tasks.set(len(asyncio.all_tasks()))
         service.metrics.queue.set(await anyio.to_thread.run_sync(service.rag.registry.jobs_waiting))
         return Response(service.metrics.render(), media_type=service.metrics.content_type)

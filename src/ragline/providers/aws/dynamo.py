@@ -280,6 +280,11 @@ class DynamoDBRegistry:
             return None
         return {k: v for k, v in item.items() if k not in ("pk", "sk")}
 
+    def job_status(self, job_id: str) -> str | None:
+        """Any tenant's job's status; None when there is no such job."""
+        item = self._get(f"job#{job_id}")
+        return str(item["status"]) if item else None
+
     def job_retry(self, tenant: str, job_id: str) -> bool:
         """Queue a failed job again."""
         item = self.job_get(tenant, job_id)

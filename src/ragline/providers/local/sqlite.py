@@ -261,6 +261,12 @@ class SQLiteRegistry:
             names = [d[0] for d in cur.description]
         return dict(zip(names, row, strict=True)) if row else None
 
+    def job_status(self, job_id: str) -> str | None:
+        """Any tenant's job's status; None when there is no such job."""
+        with self._lock:
+            row = self._db().execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return str(row[0]) if row else None
+
     def job_retry(self, tenant: str, job_id: str) -> bool:
         """Queue a failed job again; False unless the tenant has a failed job with that id."""
         with self._lock:
