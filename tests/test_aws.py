@@ -415,6 +415,19 @@ def test_each_retrieval_option_of_the_template_sets_ragline_and_its_iam(monkeypa
     assert ("GroundingGuardrail" in stack.resources(template)) == (expected.get("guardrail_id") == "gr-created")
 
 
+@pytest.mark.parametrize(("parameters", "auth", "reserved"), [
+    ({}, "NONE", None),
+    ({"StreamingUrlAuth": "AWS_IAM", "QueryReservedConcurrency": 20}, "AWS_IAM", 20),
+])
+def test_the_public_urls_exposure_and_the_query_functions_concurrency_are_parameters(parameters, auth, reserved):
+    template = load_template(TEMPLATE)
+    stack = Stack.of(template, parameters=parameters)
+    http, ws = (template["Resources"][name]["Properties"] for name in ("HttpFunction", "WebSocketFunction"))
+    assert stack.resolve(http["FunctionUrlConfig"])["AuthType"] == auth
+    assert stack.resolve(http["ReservedConcurrentExecutions"]) == reserved
+    assert stack.resolve(ws["ReservedConcurrentExecutions"]) == reserved
+
+
 def test_the_websocket_handler_flags_what_a_hallucinating_model_says(stack, moto_url, monkeypatch):
     """The verification contract behind API Gateway: one verdict per sentence, the corrupted one unsupported."""
     from ragline.testing.hallucinate import HallucinatingOpenAIServer

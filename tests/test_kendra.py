@@ -50,6 +50,20 @@ def test_retrieve_filters_by_the_detected_language_and_the_tenant():
     assert hits[0].chunk.language == "de" and hits[0].found_by == ("kendra",) and hits[0].chunk.tenant == "acme"
 
 
+def test_a_request_botocore_refuses_is_not_retried_as_an_outage():
+    """An invalid request (botocore's ParamValidationError: here an index id of the wrong shape) fails at once with
+    the reason; it used to be taken for an outage and retried with backoff."""
+    from ragline.errors import ModelUnavailableError, RaglineError
+    from ragline.resilience import RetryPolicy
+
+    with FakeAWSModels(passages=PASSAGES) as aws:
+        kendra = KendraRetriever("too-short", endpoint_url=aws.endpoint_url,
+                                 policy=RetryPolicy(max_attempts=5, base_delay=1.0))
+        with pytest.raises(RaglineError, match=r"(?s)Retrieve: invalid request: .*IndexId") as caught:
+            kendra.retrieve("What is Amazon Lex?", k=3, filters={}, tenant="acme")
+        assert not isinstance(caught.value, ModelUnavailableError) and aws.requests == []
+
+
 def test_the_engine_answers_from_kendra_with_citations(tmp_path):
     with FakeAWSModels(passages=PASSAGES) as aws:
         endpoints = json.dumps({"bedrock-runtime": aws.endpoint_url, "kendra": aws.endpoint_url})

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from ragline.errors import ModelUnavailableError, RaglineError, StoreError
-from ragline.providers.aws.clients import client, error_code
+from ragline.errors import ModelUnavailableError, StoreError
+from ragline.providers.aws.clients import call_mapped, client
 from ragline.resilience import RetryPolicy
 from ragline.types import Chunk, Hit
 
@@ -84,12 +84,7 @@ class KendraRetriever:
         return hits
 
     def _call(self, request: dict[str, Any]) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return client("kendra", self._region, self._endpoint_url, self._timeout).retrieve(**request)
-        except (ClientError, BotoCoreError) as err:
-            message = f"Kendra index {self.index_id}: Retrieve failed: {err}"
-            if error_code(err) in TRANSIENT or not isinstance(err, ClientError):
-                raise ModelUnavailableError(message) from err
-            raise RaglineError(message) from err
+        # an invalid request (botocore's ParamValidationError) is permanent: not retried as if Kendra were down
+        api = client("kendra", self._region, self._endpoint_url, self._timeout)
+        return call_mapped(lambda: api.retrieve(**request), f"Kendra index {self.index_id}: Retrieve",
+                           transient=TRANSIENT)
