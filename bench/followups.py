@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     args = parser.parse_args()
     app = Ragline(Settings(home=args.home, cache=False))
-    app.ingestor.run(source_items([ROOT / "samples" / "amazon-lex-developer-guide.jsonl.gz"], 1 << 30))
+    app.ingestor.run(source_items([ROOT / "samples" / "amazon-lex-developer-guide.jsonl.gz"]))
     dialogues = [json.loads(line) for line in args.dialogues.read_text(encoding="utf-8").splitlines() if line]
     hits = {"as asked": 0, "with the conversation": 0}
     for d in dialogues:

@@ -78,7 +78,7 @@ def at_depth(app: Ragline, depth: int) -> Ragline:
 
 def ingest(corpus: Path, work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
-    ids = [item.doc_id for item in source_items([corpus], 1 << 30)]
+    ids = [item.doc_id for item in source_items([corpus])]
     order = sorted(ids, key=rank_of)
     home = work / "home"
     app = app_for(home)
@@ -88,7 +88,7 @@ def ingest(corpus: Path, work: Path) -> None:
         if stop is not None and snapshot.exists():
             continue
         chosen = set(order[:stop]) if stop is not None else set(order)
-        items = (item for item in source_items([corpus], 1 << 30) if item.doc_id in chosen)
+        items = (item for item in source_items([corpus]) if item.doc_id in chosen)
 
         def progress(done: int, chunks: int, total: int = len(chosen), name: str = name) -> None:
             if done % 250 == 0:

@@ -31,7 +31,7 @@ def main() -> None:
     questions = [row["question"] for row in csv.DictReader(
         (ROOT / "bench" / "abstain" / "lex-answerable.csv").open(encoding="utf-8"))]
     on = Ragline(Settings(home=args.home, cache=False, chat_model=args.model))
-    on.ingestor.run(source_items([ROOT / "samples" / "amazon-lex-developer-guide.jsonl.gz"], 1 << 30))
+    on.ingestor.run(source_items([ROOT / "samples" / "amazon-lex-developer-guide.jsonl.gz"]))
     off = Ragline(Settings(home=args.home, cache=False, chat_model=args.model, verify="off", abstain=False),
                   embedder=on.embedder, store=on.store, registry=on.registry, queries=on.queries)
     for app in (on, off):

@@ -170,6 +170,9 @@ def test_starlettes_own_refusals_use_the_documented_error_shape(server) -> None:
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFoundError"
     wrong = httpx.put(f"{url}/v1/query", json={}, timeout=10)
     assert wrong.status_code == 405 and wrong.json()["error"]["message"] == "Method Not Allowed"
+    # every method the path takes, though GET and POST /v1/documents are two routes (Starlette named one)
+    assert httpx.put(f"{url}/v1/documents", timeout=10).headers["allow"] == "GET, POST"
+    assert httpx.post(f"{url}/v1/documents/a.md", timeout=10).headers["allow"] == "DELETE, GET"
 
 
 def test_booleans_are_booleans(server) -> None:
@@ -191,6 +194,11 @@ def test_every_route_declares_every_status_it_returns_with_the_error_schema(serv
         assert codes <= set(responses), (path, method, set(responses))
         for code in codes:
             assert responses[code]["content"]["application/json"]["schema"] == error_ref, (path, code)
+    images = spec["components"]["schemas"]["QueryRequest"]["properties"]["images"]
+    assert images["maxItems"] == 0 and "does not take images" in images["description"]  # the extractive model
+    chat = spec["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+    assert chat["model"]["enum"] == ["ragline", "ragline-extractive"]
+    assert chat["messages"]["contains"]["properties"]["role"] == {"const": "user"}
     upload = spec["paths"]["/v1/documents"]["post"]["requestBody"]["content"]
     assert upload["multipart/form-data"]["schema"]["properties"]["files"]["type"] == "array"
 

@@ -191,7 +191,7 @@ def test_orphan_uploads_are_removed_at_start_up(make_app) -> None:
 
     app = make_app()
     queue = JobQueue(app)
-    orphan, folder = queue.staging()  # saved, never queued: the process died mid-upload
+    _, folder = queue.staging()  # saved, never queued: the process died mid-upload
     (folder / "half.pdf").write_bytes(b"%PDF-1.7 cut")
     failed, kept = queue.staging()
     (kept / "a.md").write_text("# A\n", encoding="utf-8")

@@ -35,7 +35,7 @@ def main() -> None:
     if args.model:
         overrides["chat_model"] = args.model
     app = Ragline(Settings(home=args.home, cache=False, **overrides))  # type: ignore[arg-type]
-    app.ingestor.run(source_items([ROOT / "samples" / "amazon-lex-developer-guide.jsonl.gz"], 1 << 30))
+    app.ingestor.run(source_items([ROOT / "samples" / "amazon-lex-developer-guide.jsonl.gz"]))
     declined: dict[tuple[str, str], list[bool]] = defaultdict(list)
     wrong: list[str] = []
     for name in ("lex-answerable.csv", "lex-unanswerable.csv"):

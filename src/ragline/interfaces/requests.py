@@ -9,20 +9,32 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from ragline.errors import InputError
 from ragline.settings import Settings
-from ragline.types import Image, Message, Query
+from ragline.types import MAX_IMAGE_BYTES, Image, Message, Query
+
+# standard base64, padded, not empty
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$"
 
 
 class ImageIn(BaseModel):
     """A picture sent with the question (base64), for models that take images."""
 
     media_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
-    data: str = Field(description="base64 of the image bytes")
+    data: str = Field(description="base64 of the image bytes",
+                      json_schema_extra={"pattern": BASE64, "maxLength": (MAX_IMAGE_BYTES + 2) // 3 * 4})
+
+    @field_validator("data")
+    @classmethod
+    def _is_base64(cls, value: str) -> str:
+        if not re.fullmatch(BASE64, value):
+            raise ValueError("not valid base64 (the standard alphabet, with its padding)")
+        return value
 
     def image(self) -> Image:
         """The decoded image."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator
+from typing import Literal, get_args
 
 from ragline.compose import Ragline
 from ragline.errors import ConfigError, RaglineError, choices_message
@@ -18,7 +19,8 @@ from ragline.interfaces.requests import QueryRequest, query_for
 from ragline.query.engine import Engine
 from ragline.types import Done, ErrorEvent, Event, Query
 
-MODELS = ("ragline", "ragline-extractive")
+Model = Literal["ragline", "ragline-extractive"]
+MODELS: tuple[str, ...] = get_args(Model)
 
 
 class Turns:

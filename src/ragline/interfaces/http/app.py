@@ -10,7 +10,7 @@ import asyncio
 import hmac
 import json
 import shutil
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from importlib import resources
@@ -27,13 +27,20 @@ from ragline import errors
 from ragline.compose import Ragline
 from ragline.ingest.jobs import JobQueue
 from ragline.interfaces.auth import Authenticator
-from ragline.interfaces.http.contract import HTTP_KINDS, UPLOAD_BODY, error_body, errors_for, status_for
+from ragline.interfaces.http.contract import (
+    HTTP_KINDS,
+    UPLOAD_BODY,
+    allowed_methods,
+    error_body,
+    errors_for,
+    status_for,
+)
 from ragline.interfaces.http.limits import BodyLimit, receive_files
 from ragline.interfaces.http.metrics import CountRequests, Metrics
 from ragline.interfaces.http.openai import completion, completion_chunks
 from ragline.interfaces.http.websocket import add_websocket
 from ragline.interfaces.requests import QueryRequest, query_for, unicode_text
-from ragline.interfaces.turns import MODELS, Turns
+from ragline.interfaces.turns import MODELS, Model, Turns
 from ragline.interfaces.wire import sse_stream
 from ragline.query.engine import collect
 from ragline.settings import Settings
@@ -65,8 +72,11 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """The subset of OpenAI's chat-completions request that ragline honours (other fields are ignored)."""
 
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: Model = Field(description="see GET /v1/models")
+    # the question is the last user message: there must be one (JSON Schema's "contains" says so to clients)
+    messages: list[ChatMessage] = Field(min_length=1, json_schema_extra={"contains": {
+        "type": "object", "required": ["role", "content"],
+        "properties": {"role": {"const": "user"}, "content": {"type": "string", "pattern": r"\S"}}}})
     stream: bool = Field(False, strict=True)
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
@@ -133,14 +143,35 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
         # Starlette's own refusals (unknown path, method not allowed, a body over its limit), in the same shape
         kind = HTTP_KINDS.get(err.status_code, "InputError" if err.status_code < 500 else "RaglineError")
         service.metrics.error(kind)
-        return JSONResponse(error_body(kind, str(err.detail)), err.status_code, headers=err.headers)
+        headers = err.headers
+        if err.status_code == 405:  # Starlette names only the first route's methods; a path may have several
+            headers = {"Allow": ", ".join(allowed_methods(app, request.scope))}
+        return JSONResponse(error_body(kind, str(err.detail)), err.status_code, headers=headers)
 
     app.add_middleware(BodyLimit, settings=service.settings)
     app.add_middleware(CountRequests, metrics=service.metrics)  # outermost: counts the 413s BodyLimit answers
     _add_query_routes(app, service)
     _add_document_routes(app, service)
     add_websocket(app, service)
+    app.openapi = configured_openapi(app, service)  # type: ignore[method-assign]
     return app
+
+
+def configured_openapi(app: FastAPI, service: Service) -> Callable[[], dict[str, Any]]:
+    """``/openapi.json`` as this server is configured: a server whose model takes no images says so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            if not service.rag.responder.accepts_images:
+                images = schema["components"]["schemas"]["QueryRequest"]["properties"]["images"]
+                images.update(maxItems=0, description=f"none: this server's model ({service.settings.chat_model}) "
+                                                      "does not take images")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
 
 def _add_query_routes(app: FastAPI, service: Service) -> None:
     @app.get("/", include_in_schema=False)
@@ -190,8 +221,11 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
         tenant = service.tenant(request)
         engine = service.turns.engine(body.model, tenant)
         turns = [m for m in body.messages if m.role in ("user", "assistant")]
-        if not turns or turns[-1].role != "user":
-            raise errors.InputError("the last message must be the user's question")
+        # the question is the last user message with text; what follows it (an assistant prefill) is dropped
+        while turns and (turns[-1].role != "user" or not turns[-1].text().strip()):
+            turns.pop()
+        if not turns:
+            raise errors.InputError("no question: the last message with role 'user' and some text is the question")
         history = tuple(Message(m.role, m.text()) for m in turns[:-1])  # type: ignore[arg-type]
         q = query_for(service.settings, QueryRequest(question=turns[-1].text() or " ",
                                                      max_tokens=body.max_completion_tokens or body.max_tokens),

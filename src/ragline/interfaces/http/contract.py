@@ -75,7 +75,20 @@ UPLOAD_BODY: dict[str, Any] = {
         "required": True,
         "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["files"],
-            "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+            "properties": {"files": {"type": "array", "minItems": 1,
+                                     "items": {"type": "string", "format": "binary"}}},
         }}},
     }
 }
+
+
+def allowed_methods(app: Any, scope: Any) -> list[str]:
+    """Every method some route takes at this request's path (for a 405's ``Allow``)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in app.routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
