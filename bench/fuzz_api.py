@@ -13,25 +13,18 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
+
+from ragline.testing.process import ragline_server
 
 DOCS = {
     "lex.md": "# Amazon Lex\n\nAmazon Lex is an AWS service for building conversational interfaces.\n\n"
               "## Limits\n\nA bot may have up to 250 intents.\n",
     "retention.md": "# Retention\n\nLogs are kept for thirty days, then deleted.\n",
 }
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> int:
@@ -42,6 +35,13 @@ def main() -> int:
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="ragline-fuzz-"))
+    try:
+        return _fuzz(args, home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _fuzz(args: argparse.Namespace, home: Path) -> int:
     env = {**os.environ, "RAGLINE_HOME": str(home / "home"), "RAGLINE_AUTH": "api_key",
            "RAGLINE_CHAT_MODEL": "extractive", "RAGLINE_METRICS_TOKEN": "fuzz-metrics"}
     for name, text in DOCS.items():
@@ -52,20 +52,7 @@ def main() -> int:
     created = subprocess.run([*ragline, "keys", "create", "--tenant", "fuzz"], env=env, check=True,
                              capture_output=True, text=True)
     key = next(w for w in created.stdout.split() if w.startswith("rl_"))
-    port = _port()
-    server = subprocess.Popen([*ragline, "serve", "--port", str(port)], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    print("the server did not start", file=sys.stderr)
-                    return 2
-                time.sleep(0.3)
+    with ragline_server(env) as (url, _):
         command = ["uvx", "--from", f"schemathesis=={args.version}", "schemathesis", "run", f"{url}/openapi.json",
                    "--checks", "all", "--max-time", str(args.max_time), "--workers", "2",
                    "-H", f"Authorization: Bearer {key}"]
@@ -74,10 +61,6 @@ def main() -> int:
         print("$", " ".join(c if not c.startswith("Authorization") else "Authorization: Bearer rl_…" for c in command),
               flush=True)
         return subprocess.run(command, check=False).returncode
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,14 +21,10 @@ import time
 
 import httpx
 
+from ragline.testing.process import ragline_server
+
 QUESTIONS = ["What is Amazon Lex?", "How do I create a bot?", "What is a slot type?", "How is Amazon Lex priced?",
              "How do I monitor Amazon Lex with CloudWatch?", "What are intents?", "How do I delete a bot?"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def gauges(client: httpx.AsyncClient) -> dict[str, float]:
@@ -125,23 +120,8 @@ def main() -> None:
         env = {**os.environ, "RAGLINE_HOME": home, "RAGLINE_CHAT_MODEL": "extractive"}
         subprocess.run([sys.executable, "-m", "ragline", "ingest", args.corpus], env=env, check=True,
                        stdout=subprocess.DEVNULL)
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "ragline", "serve", "--port", str(port)], env=env)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"{base}/healthz", timeout=1).raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+        with ragline_server(env) as (base, _):
             print(json.dumps(asyncio.run(load(base, args.concurrent, args.mixed)), indent=2))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -23,6 +19,7 @@ import pytest
 from ragline.errors import ParseError
 from ragline.ingest.bounds import Limits, bounded_lines, check_archive
 from ragline.ingest.parsing import parse
+from ragline.testing.process import ragline_server
 
 from conftest import FIXTURES
 
@@ -98,12 +95,6 @@ def test_a_document_yielding_too_much_text_is_refused(tmp_path: Path) -> None:
         parse(b"a" * 2_000_001, "big.txt", Limits(document_chars=2_000_000))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _peak_rss_mib(pid: int) -> float:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return int(fields["VmHWM"].split()[0]) / 1024
@@ -124,21 +115,8 @@ def _upload(url: str, files: list[tuple[str, tuple[str, bytes]]]) -> dict[str, o
 def test_the_server_refuses_every_bomb_and_stays_within_300_mb_of_its_baseline(
         zip_bomb: bytes, tmp_path: Path) -> None:
     """``ragline serve`` as a user runs it: the bombs go through the upload route and the ingestion queue."""
-    port = _free_port()
-    env = {**os.environ, "RAGLINE_HOME": str(tmp_path / "home"), "RAGLINE_CHAT_MODEL": "extractive"}
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen([sys.executable, "-m", "ragline", "serve", "--port", str(port)], env=env,
-                              stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/healthz", timeout=2).raise_for_status()
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
-                time.sleep(0.2)
+    env = {"RAGLINE_HOME": str(tmp_path / "home"), "RAGLINE_CHAT_MODEL": "extractive"}
+    with (tmp_path / "server.log").open("wb") as log, ragline_server(env, log=log) as (url, server):
         # the baseline is a working server: one real document ingested (the embedding model is loaded)
         _upload(url, [("files", ("guide.md", b"# Guide\n\nThe service answers from your documents.\n"))])
         baseline = _peak_rss_mib(server.pid)
@@ -146,10 +124,6 @@ def test_the_server_refuses_every_bomb_and_stays_within_300_mb_of_its_baseline(
         files += [("files", ("corpus.jsonl.gz", gzip_bomb(True))), ("files", ("oneline.jsonl.gz", gzip_bomb(False)))]
         job = _upload(url, files)
         grown = _peak_rss_mib(server.pid) - baseline
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
     reasons = {f["doc_id"]: f["reason"] for f in job["progress"]["failed"]}  # type: ignore[index]
     print(json.dumps({"baseline_mib": round(baseline), "grown_mib": round(grown), "reasons": reasons}, indent=1))
     assert job["status"] == "done"
