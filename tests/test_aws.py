@@ -305,6 +305,17 @@ def test_a_gone_connection_stops_the_answer(stack, moto_url, models, monkeypatch
     assert handlers._rag().registry.connection_identity("conn-gone") is None
 
 
+def test_malformed_websocket_frames_get_an_error_event(stack, moto_url):
+    handlers._rag().registry.connection_put("conn-frames", Identity("acme", "none"))
+    for body, message in (("not json", "malformed message"), ("[1, 2]", 'send {"action": "sendMessage"'),
+                          ('{"action": "sendMessage"}', 'send {"action": "sendMessage"')):
+        event = ws_event("sendMessage", "conn-frames")
+        event["body"] = body
+        assert handlers.websocket(event)["statusCode"] == 400
+        reply = posted("conn-frames")[-1]
+        assert reply["type"] == "error" and reply["error"] == "InputError" and message in reply["message"], reply
+
+
 @pytest.mark.parametrize(("identity", "reason"), [
     (Identity("jwt:ana", "jwt", expires_at=time.time() - 1), "the token has expired"),
     (Identity("acme", "api_key", key_hash="0" * 64), "the API key was revoked"),

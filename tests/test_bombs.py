@@ -133,3 +133,20 @@ def test_the_server_refuses_every_bomb_and_stays_within_300_mb_of_its_baseline(
         assert "expands more than 100 times" in reasons[name]
     assert "first" not in reasons  # the real record before each bomb was ingested
     assert grown < 300, f"the server grew by {grown:.0f} MiB while refusing the bombs"
+
+
+def test_files_are_read_one_at_a_time_as_the_ingestor_reaches_them(tmp_path: Path, monkeypatch) -> None:
+    """An ingestion job used to read every file of an upload into memory before the first was parsed."""
+    from ragline.ingest.pipeline import source_items
+
+    paths = []
+    for n in range(3):
+        paths.append(tmp_path / f"doc{n}.md")
+        paths[-1].write_text(f"# Doc {n}\n\nText {n}.\n", encoding="utf-8")
+    reads: list[str] = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or real(self))
+    items = list(source_items(paths))  # listed and hashed (as a stream), not read
+    assert reads == [] and len({i.sha256 for i in items}) == 3
+    items[1].load()
+    assert reads == ["doc1.md"]
