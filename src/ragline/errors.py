@@ -86,7 +86,7 @@ def validation_message(err: Any) -> str:
 
     The input is named by its place, never echoed (NaN, Infinity and lone surrogates cannot be written as JSON).
     """
-    problems = err.errors() if hasattr(err, "errors") else err
+    problems = err if isinstance(err, list) else err.errors()
     clauses = []
     for problem in problems:
         where = ".".join(str(part) for part in problem.get("loc", ()))

@@ -304,19 +304,14 @@ def remove(ctx: click.Context, doc_ids: tuple[str, ...]) -> None:
 @click.pass_context
 def serve(ctx: click.Context, host: str, port: int, model: str | None) -> None:
     """Serve the HTTP API (JSON, SSE, OpenAI-compatible); OpenAPI spec at /openapi.json."""
-    import uvicorn
-
-    from ragline.compose import Ragline
-    from ragline.interfaces.http import create_app
-    from ragline.interfaces.http.server import server_config
+    from ragline.interfaces.http.server import run
 
     with exit_on_error():
         settings = settings_from(ctx, chat_model=model)
         if settings.auth == "none" and host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(f"auth=none serves only on loopback; set RAGLINE_AUTH=api_key or jwt to bind {host}")
-        app = create_app(Ragline(settings))
         click.echo(f"ragline serving on http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs)", err=True)
-        uvicorn.Server(server_config(app, settings, host, port, log_level="warning")).run()
+        run(settings, host, port)
 
 
 @cli.group("keys")

@@ -197,7 +197,7 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
         service.metrics.queue.set(await anyio.to_thread.run_sync(service.rag.registry.jobs_waiting))
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
-    @app.post("/v1/query", response_model=None, responses=errors_for(400, 413, 422, 502, 503))
+    @app.post("/v1/query", response_model=None, responses=errors_for(400, 413, 422, 502, 503, streams=True))
     def query(body: QueryRequest, request: Request) -> Any:
         """Answer a question: JSON, or Server-Sent Events with ``stream: true`` or ``Accept: text/event-stream``."""
         tenant = service.tenant(request)
@@ -215,7 +215,8 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
         return {"object": "list",
                 "data": [{"id": m, "object": "model", "created": 0, "owned_by": "ragline"} for m in MODELS]}
 
-    @app.post("/v1/chat/completions", response_model=None, responses=errors_for(400, 413, 422, 502, 503))
+    @app.post("/v1/chat/completions", response_model=None,
+               responses=errors_for(400, 413, 422, 502, 503, streams=True))
     def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         """OpenAI-compatible: the last user message is the question, earlier turns are the history."""
         tenant = service.tenant(request)

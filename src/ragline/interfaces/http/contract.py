@@ -55,9 +55,17 @@ WHY = {
 }
 
 
-def errors_for(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route can answer (auth ones are always included)."""
-    return {code: {"model": ErrorBody, "description": WHY[code]} for code in sorted({401, 429, *codes})}
+def errors_for(*codes: int, streams: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer (auth ones are always included).
+
+    A route that ``streams`` also answers 200 as Server-Sent Events (with ``stream: true`` or the Accept header).
+    """
+    responses: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorBody, "description": WHY[code]} for code in sorted({401, 429, *codes})}
+    if streams:
+        responses[200] = {"description": "The answer as JSON, or as Server-Sent Events when streamed",
+                          "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    return responses
 
 
 def status_for(err: errors.RaglineError) -> int:
@@ -70,6 +78,12 @@ def error_body(kind: str, message: str) -> dict[str, Any]:
     return {"error": {"type": kind, "message": message}}
 
 
+# What each readable file is sent as; the file's name decides how it is read (README: "Using it").
+UPLOAD_TYPES = ("text/plain", "text/markdown", "text/html", "text/csv", "application/pdf",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/jsonl",
+                "application/gzip")
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -77,18 +91,17 @@ UPLOAD_BODY: dict[str, Any] = {
             "type": "object", "required": ["files"],
             "properties": {"files": {"type": "array", "minItems": 1,
                                      "items": {"type": "string", "format": "binary"}}},
-        }}},
+        }, "encoding": {"files": {"contentType": ", ".join(UPLOAD_TYPES)}}}},
     }
 }
 
 
 def allowed_methods(app: Any, scope: Any) -> list[str]:
     """Every method some route takes at this request's path (for a 405's ``Allow``)."""
-    from starlette.routing import Match
+    from starlette.routing import Match, Route
 
     methods: set[str] = set()
     for route in app.routes:
-        match, _ = route.matches(scope)
-        if match is not Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+        if isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
     return sorted(methods)

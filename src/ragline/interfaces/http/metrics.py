@@ -13,6 +13,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ragline.types import Answer
@@ -90,5 +91,6 @@ class CountRequests:
         try:
             await self.app(scope, receive, noted)
         finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
+            route = scope.get("route")
+            path = route.path if isinstance(route, Route | WebSocketRoute) else "unmatched"
             self.metrics.request(scope["method"], path, status, time.perf_counter() - started)

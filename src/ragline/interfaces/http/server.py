@@ -73,3 +73,11 @@ def server_config(app: Any, settings: Settings, host: str, port: int, **extra: A
     """Uvicorn's configuration for the app: the header deadline, and uvicorn's own keep-alive timeout."""
     protocol = type("RaglineHTTP", (HeaderDeadline,), {"header_timeout": settings.header_timeout})
     return uvicorn.Config(app, host=host, port=port, http=protocol, timeout_keep_alive=5, **extra)
+
+
+def run(settings: Settings, host: str, port: int) -> None:
+    """Serve ragline's app over these settings until interrupted."""
+    from ragline.compose import Ragline
+    from ragline.interfaces.http import create_app
+
+    uvicorn.Server(server_config(create_app(Ragline(settings)), settings, host, port, log_level="warning")).run()

@@ -59,7 +59,7 @@ def add_websocket(app: FastAPI, service: Service) -> None:
         guard = asyncio.create_task(_keep_checking(ws, service, identity, stop))
         try:
             while True:
-                message = await _receive_object(ws)
+                message = await _receive_object(ws, outbox)
                 if message is None:
                     continue  # not a JSON object: answered with an error event, the connection stays
                 kind = message.get("type")
@@ -79,7 +79,7 @@ def add_websocket(app: FastAPI, service: Service) -> None:
             guard.cancel()
 
 
-async def _receive_object(ws: WebSocket) -> dict[str, Any] | None:
+async def _receive_object(ws: WebSocket, outbox: asyncio.Queue[dict[str, Any]]) -> dict[str, Any] | None:
     """The next frame as a JSON object; anything else is answered with an error event (None)."""
     frame = await ws.receive()
     if frame["type"] == "websocket.disconnect":
@@ -95,7 +95,7 @@ async def _receive_object(ws: WebSocket) -> dict[str, Any] | None:
             problem = 'send one JSON object per frame, like {"type": "ask", "question": "..."}'
         elif isinstance(message, dict):
             return message
-    await ws.send_json(error_json(InputError(f"malformed message: {problem}")))
+    await outbox.put(error_json(InputError(f"malformed message: {problem}")))
     return None
 
 
