@@ -175,11 +175,18 @@ def test_starlettes_own_refusals_use_the_documented_error_shape(server) -> None:
     assert httpx.post(f"{url}/v1/documents/a.md", timeout=10).headers["allow"] == "DELETE, GET"
 
 
-def test_booleans_are_booleans(server) -> None:
+def test_json_types_are_the_schemas_booleans_are_booleans(server) -> None:
     url, _ = server
     for field in ("use_cache", "stream"):
         r = httpx.post(f"{url}/v1/query", json={"question": "What is Lex?", field: 0}, timeout=30)
         assert r.status_code == 422 and f"body.{field}: Input should be a valid boolean" in r.json()["error"]["message"]
+    for field, value in (("k", True), ("deadline", True), ("k", "5"), ("max_tokens", 2.5)):
+        r = httpx.post(f"{url}/v1/query", json={"question": "What is Lex?", field: value}, timeout=30)
+        assert r.status_code == 422 and f"body.{field}" in r.json()["error"]["message"], (field, value)
+    chat = {"model": "ragline", "messages": [{"role": "user", "content": "What is Lex?"}], "max_completion_tokens": True}
+    assert httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=30).status_code == 422
+    ok = httpx.post(f"{url}/v1/query", json={"question": "What is Lex?", "deadline": 30, "k": 3}, timeout=30)
+    assert ok.status_code == 200  # an integer is a number
 
 
 def test_every_route_declares_every_status_it_returns_with_the_error_schema(server) -> None:

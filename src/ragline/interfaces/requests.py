@@ -12,7 +12,7 @@ import binascii
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ragline.errors import InputError
 from ragline.settings import Settings
@@ -22,8 +22,13 @@ from ragline.types import MAX_IMAGE_BYTES, Image, Message, Query
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$"
 
 
+STRICT = ConfigDict(strict=True)  # JSON types as the schema says: true is not 1, "5" is not 5
+
+
 class ImageIn(BaseModel):
     """A picture sent with the question (base64), for models that take images."""
+
+    model_config = STRICT
 
     media_type: Literal["image/png", "image/jpeg", "image/gif", "image/webp"]
     data: str = Field(description="base64 of the image bytes",
@@ -48,14 +53,16 @@ class ImageIn(BaseModel):
 class QueryRequest(BaseModel):
     """A question and how to answer it; every field but the question has a default from the settings."""
 
+    model_config = STRICT
+
     question: str = Field(min_length=1)
     filters: dict[str, str] = Field(default_factory=dict)
     k: int | None = Field(None, ge=1, le=100)
     mode: Literal["hybrid", "vector", "bm25"] | None = None
     max_tokens: int | None = Field(None, ge=1, le=8192)
     deadline: float | None = Field(None, gt=0, le=3600, allow_inf_nan=False)
-    stream: bool = Field(False, strict=True)  # JSON true/false only: 0, 1 and "yes" are refused
-    use_cache: bool = Field(True, strict=True)
+    stream: bool = False
+    use_cache: bool = True
     images: list[ImageIn] = Field(default_factory=list, max_length=5)
 
     @field_validator("question")

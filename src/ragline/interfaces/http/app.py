@@ -39,7 +39,7 @@ from ragline.interfaces.http.limits import BodyLimit, receive_files
 from ragline.interfaces.http.metrics import CountRequests, Metrics
 from ragline.interfaces.http.openai import completion, completion_chunks
 from ragline.interfaces.http.websocket import add_websocket
-from ragline.interfaces.requests import QueryRequest, query_for, unicode_text
+from ragline.interfaces.requests import STRICT, QueryRequest, query_for, unicode_text
 from ragline.interfaces.turns import MODELS, Model, Turns
 from ragline.interfaces.wire import sse_stream
 from ragline.query.engine import collect
@@ -51,6 +51,8 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 class ChatMessage(BaseModel):
     """One OpenAI chat message (text content, or a list of text parts)."""
+
+    model_config = STRICT
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[dict[str, Any]] | None = None
@@ -72,12 +74,14 @@ class ChatMessage(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """The subset of OpenAI's chat-completions request that ragline honours (other fields are ignored)."""
 
+    model_config = STRICT
+
     model: Model = Field(description="see GET /v1/models")
     # the question is the last user message: there must be one (JSON Schema's "contains" says so to clients)
     messages: list[ChatMessage] = Field(min_length=1, json_schema_extra={"contains": {
         "type": "object", "required": ["role", "content"],
         "properties": {"role": {"const": "user"}, "content": {"type": "string", "pattern": r"\S"}}}})
-    stream: bool = Field(False, strict=True)
+    stream: bool = False
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
 
