@@ -147,3 +147,18 @@ def test_a_follow_up_that_points_back_is_searched_with_the_previous_question(app
     assert search_text("What are the invoice terms?", history) == "What are the invoice terms?"  # stands alone
     answer = app.engine.ask(Query("And for how long must it be?", k=1, history=history, use_cache=False))
     assert answer.sources[0].doc_id.endswith("travel.md")
+
+
+def test_a_documents_passages_come_back_in_reading_order_within_its_tenant(app, tmp_path) -> None:
+    """``Store.passages``: what the MCP resources and get_document read; a filtered scan, never another tenant's."""
+    long = "# Handbook\n\n" + "\n\n".join(f"## Part {n}\n\n" + f"Paragraph {n} of the handbook. " * 40
+                                          for n in range(6))
+    write(tmp_path / "hb", "handbook.md", long)
+    app.ingestor.run(source_items(expand_paths([str(tmp_path / "hb")])))
+    doc_id = next(r.doc_id for r in app.registry.list(app.settings.tenant) if r.doc_id.endswith("handbook.md"))
+    chunks = app.store.passages({"tenant": app.settings.tenant, "doc_id": doc_id}, 1000)
+    assert len(chunks) == app.registry.get(app.settings.tenant, doc_id).chunks > 1
+    assert [c.ordinal for c in chunks] == sorted(c.ordinal for c in chunks)
+    assert "Paragraph 0" in chunks[0].text and "Paragraph 5" in chunks[-1].text
+    assert app.store.passages({"tenant": "someone-else", "doc_id": doc_id}, 1000) == []
+    assert len(app.store.passages({"tenant": app.settings.tenant, "doc_id": doc_id}, 2)) == 2

@@ -101,6 +101,10 @@ class Store(Protocol):
         """Best chunks by BM25 over title, breadcrumb and text."""
         ...
 
+    def passages(self, filters: Mapping[str, str], limit: int) -> list[Chunk]:
+        """Up to ``limit`` chunks matching ``filters`` (a document's, with ``doc_id``), in reading order."""
+        ...
+
     def describe(self) -> str:
         """What the store holds, in one line (``ragline doctor``); reaching it is the check."""
         ...

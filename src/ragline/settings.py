@@ -191,6 +191,7 @@ class Settings(BaseSettings):
     jwt_tenant_prefix: str = Field("jwt:", description="put before the claim: a token's tenants live apart from "
                                    "API keys' and the CLI's ('' only where tokens are the one way in)")
     auth_failures_per_minute: int = Field(20, ge=1, description="failed sign-ins from one address before it waits")
+    mcp: bool = Field(True, description="serve the Model Context Protocol at /mcp (behind the same auth)")
     metrics_token: str | None = Field(None, description="with auth on, the bearer token /metrics asks for "
                                       "(unset: /metrics is closed)")
     header_timeout: float = Field(10.0, gt=0, description="seconds a client may take to send a request's headers")

@@ -427,6 +427,11 @@ class OpenSearchStore:
                             similarity(score, self.engine) if vector_scores else score, (name,)))
         return hits
 
+    def passages(self, filters: Mapping[str, str], limit: int) -> list[Chunk]:
+        """Chunks matching ``filters``, in reading order."""
+        hits = self._search({"size": limit, "query": {"bool": {"filter": filter_clauses(filters)}}}, "scan", False)
+        return sorted((h.chunk for h in hits), key=lambda c: (c.doc_id, c.ordinal))
+
     def search_vector(self, vector: Vectors, k: int, filters: Mapping[str, str]) -> list[Hit]:
         """Nearest chunks by cosine similarity (HNSW)."""
         return self._search({"size": k, "query": self.knn_query(vector, k, filters)}, "vector", True)

@@ -11,7 +11,7 @@ import hmac
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable, Generator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Literal
@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from ragline import errors
 from ragline.compose import Ragline
@@ -36,6 +37,7 @@ from ragline.interfaces.http.contract import (
     status_for,
 )
 from ragline.interfaces.http.limits import BodyLimit, receive_files
+from ragline.interfaces.http.mcp_route import MCPRoute
 from ragline.interfaces.http.metrics import CountRequests, Metrics
 from ragline.interfaces.http.openai import completion, completion_chunks
 from ragline.interfaces.http.websocket import add_websocket
@@ -118,18 +120,22 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if service.settings.uploads_bucket:  # on AWS, S3 notifications feed the ingestion function instead
+        async with AsyncExitStack() as stack:
+            if app.state.mcp is not None:
+                stack.push_async_callback(app.state.mcp.aclose)
+            if not service.settings.uploads_bucket:  # on AWS, S3 notifications feed the ingestion function
+                service.jobs.start()
+                stack.callback(service.jobs.stop)
             yield
-            return
-        service.jobs.start()
-        try:
-            yield
-        finally:
-            service.jobs.stop()
 
     app = FastAPI(title="ragline", version="0.1.0", lifespan=lifespan,
                   description="Answers from your own documents, with verified citations.")
     app.state.service = service
+    app.state.mcp = None
+    if service.settings.mcp:
+        app.state.mcp = MCPRoute(service.rag, lambda header, client: service.auth.tenant(header, client=client),
+                                 loopback_only=service.settings.auth == "none")
+        app.router.routes.append(Route("/mcp", endpoint=app.state.mcp))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:

@@ -271,6 +271,17 @@ class LanceStore:
         table = self._open()
         return 0 if table is None else int(table.count_rows(where_clause(filters or {})))
 
+    def passages(self, filters: Mapping[str, str], limit: int) -> list[Chunk]:
+        """Chunks matching ``filters``, in reading order (a filtered scan, no ranking)."""
+        table = self._open()
+        if table is None:
+            return []
+        query = table.search().limit(limit).select(COLUMNS)
+        where = where_clause(filters)
+        if where:
+            query = query.where(where)
+        return sorted((_chunk_from_row(row) for row in query.to_list()), key=lambda c: (c.doc_id, c.ordinal))
+
     def _hits(self, rows: list[dict[str, Any]], score_key: str, name: str) -> list[Hit]:
         hits = []
         for row in rows:
