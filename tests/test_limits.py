@@ -183,7 +183,8 @@ def test_json_types_are_the_schemas_booleans_are_booleans(server) -> None:
     for field, value in (("k", True), ("deadline", True), ("k", "5"), ("max_tokens", 2.5)):
         r = httpx.post(f"{url}/v1/query", json={"question": "What is Lex?", field: value}, timeout=30)
         assert r.status_code == 422 and f"body.{field}" in r.json()["error"]["message"], (field, value)
-    chat = {"model": "ragline", "messages": [{"role": "user", "content": "What is Lex?"}], "max_completion_tokens": True}
+    chat = {"model": "ragline", "messages": [{"role": "user", "content": "What is Lex?"}],
+            "max_completion_tokens": True}
     assert httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=30).status_code == 422
     ok = httpx.post(f"{url}/v1/query", json={"question": "What is Lex?", "deadline": 30, "k": 3}, timeout=30)
     assert ok.status_code == 200  # an integer is a number
