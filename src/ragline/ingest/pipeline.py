@@ -70,7 +70,8 @@ def human_size(n: int) -> str:
     return f"{value:.1f} GiB"
 
 
-def _doc_id_for(path: Path) -> str:
+def doc_id_for(path: Path) -> str:
+    """A file's document id: its path relative to the working folder, or absolute when it lies outside."""
     resolved = path.resolve()
     try:
         return resolved.relative_to(Path.cwd()).as_posix()
@@ -155,7 +156,7 @@ def bytes_item(doc_id: str, name: str, data: bytes, limits: Limits) -> SourceIte
 def _file_item(path: Path, limits: Limits) -> SourceItem:
     """An item for a file on disk: hashed as a stream now, read only when it is parsed (one file at a time)."""
     size = path.stat().st_size
-    doc_id = _doc_id_for(path)
+    doc_id = doc_id_for(path)
     if size > limits.file_bytes:
         return oversized_item(doc_id, path.name, size, limits.file_bytes)
     with path.open("rb") as fh:

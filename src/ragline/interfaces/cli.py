@@ -57,9 +57,10 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
 @click.option("--tag", "tags", multiple=True, help="key=value stored with every chunk (filter with --where).")
 @click.option("--chunk-tokens", type=int, help="Chunk size in embedding tokens.")
 @click.option("--chunk-overlap", type=int, help="Overlap between chunks in tokens.")
+@click.option("--watch", is_flag=True, help="Then keep watching: ingest new and changed files, remove deleted ones.")
 @click.pass_context
 def ingest(ctx: click.Context, paths: tuple[str, ...], tags: tuple[str, ...],
-           chunk_tokens: int | None, chunk_overlap: int | None) -> None:
+           chunk_tokens: int | None, chunk_overlap: int | None, watch: bool) -> None:
     """Ingest files, folders, globs and JSONL corpora (txt md html pdf docx pptx xlsx csv jsonl[.gz])."""
     from ragline.ingest.bounds import Limits
     from ragline.ingest.pipeline import count_items, expand_paths, source_items
@@ -73,6 +74,12 @@ def ingest(ctx: click.Context, paths: tuple[str, ...], tags: tuple[str, ...],
         for doc_id, reason in report.failed:
             click.echo(f"failed: {doc_id}: {reason}", err=True)
         click.echo(report.summary())
+        if watch:
+            from ragline.ingest.watch import watch as keep_watching
+
+            roots = [Path(p) for p in paths if Path(p).exists()] or files
+            click.echo(f"watching {', '.join(map(str, roots))} (Ctrl+C to stop)", err=True)
+            keep_watching(app, roots, tags=tag_pairs, echo=lambda line: click.echo(line, err=line.startswith("fail")))
 
 
 def _print_sources(answer: Any) -> None:
