@@ -2,9 +2,9 @@
 
 watchfiles (Rust's notify: inotify on Linux, FSEvents on macOS, polling where neither works) reports changes in
 batches; a batch ends after ``quiet_ms`` without a change (or ``debounce_ms`` at most), so a burst of saves (an
-editor writing a file several times, a folder copied in) is ingested once. New and changed files are ingested (an unchanged file
-is skipped by its hash, so a touch costs a hash), deleted files are removed, and a deleted folder takes its
-documents with it. Editors' swap and backup files, hidden files and unsupported types are ignored.
+editor writing a file several times, a folder copied in) is ingested once. New and changed files are ingested
+(an unchanged file is skipped by its hash, so a touch costs a hash), deleted files are removed, and a deleted
+folder takes its documents with it. Editors' swap and backup files, hidden files and unsupported types are ignored.
 """
 
 from __future__ import annotations
