@@ -5,6 +5,7 @@ import io
 import pytest
 
 from ragline.errors import ParseError, UnsupportedTypeError
+from ragline.ingest.bounds import Limits
 from ragline.ingest.parsing import markdown_sections, parse
 
 from conftest import FIXTURES
@@ -138,9 +139,49 @@ def test_pdf_with_a_huge_text_array_is_read() -> None:
     assert doc.sections[0].text.startswith("Revenue grew 8 percent") and doc.sections[0].page == 1
 
 
-def test_scanned_pdf_without_text_layer() -> None:
-    with pytest.raises(ParseError, match="no text layer"):
-        parse(*load("pdf/non_text_searchable.pdf"))
+def test_a_scanned_pdf_is_read_by_ocr_and_refused_clearly_without_it() -> None:
+    doc = parse(*load("pdf/non_text_searchable.pdf"))  # Tesseract, as installed by the README's set-up
+    assert doc.sections[0].page == 1
+    assert "This is an example of a non-text-searchable PDF. Because it was created from" in doc.sections[0].text
+    with pytest.raises(ParseError, match=r"no text layer \(a scanned image\?\); to read it, install Tesseract"):
+        parse(*load("pdf/non_text_searchable.pdf"), Limits(ocr="off"))
+
+
+def test_a_mixed_pdf_reads_only_its_pages_without_text(tmp_path, monkeypatch) -> None:
+    """A text page and a scanned page in one PDF: the first by its text layer, the second by OCR, in order."""
+    import pypdfium2 as pdfium
+
+    mixed = pdfium.PdfDocument.new()
+    for source in ("pdf/sample_pdf_1.pdf", "pdf/non_text_searchable.pdf"):
+        mixed.import_pages(pdfium.PdfDocument(load(source)[0]), [0])
+    out = tmp_path / "mixed.pdf"
+    mixed.save(str(out))
+    calls = []
+    from ragline.ingest import ocr
+
+    real = ocr.TesseractOCR.read
+    monkeypatch.setattr(ocr.TesseractOCR, "read", lambda self, image: calls.append(image.size) or real(self, image))
+    doc = parse(out.read_bytes(), "mixed.pdf")
+    assert [s.page for s in doc.sections] == [1, 2] and len(calls) == 1  # one page was read as a picture
+    assert "non-text-searchable PDF" in doc.sections[1].text and "non-text-searchable" not in doc.sections[0].text
+
+
+def test_images_are_read_by_ocr_each_tiff_frame_a_page(tmp_path) -> None:
+    import pypdfium2 as pdfium
+
+    page = pdfium.PdfDocument(load("pdf/non_text_searchable.pdf")[0])[0].render(scale=200 / 72).to_pil()
+    for suffix in ("png", "jpg", "webp"):
+        buf = io.BytesIO()
+        page.save(buf, format={"jpg": "JPEG"}.get(suffix, suffix.upper()))
+        doc = parse(buf.getvalue(), f"scan.{suffix}")
+        assert "regardless of how neatly it is organized" in doc.sections[0].text, suffix
+    buf = io.BytesIO()
+    page.save(buf, format="TIFF", save_all=True, append_images=[page.rotate(0)])
+    assert [s.page for s in parse(buf.getvalue(), "scan.tiff").sections] == [1, 2]
+    with pytest.raises(ParseError, match=r"photo\.png: corrupt or unreadable image"):
+        parse(b"not a picture at all", "photo.png")
+    with pytest.raises(ParseError, match=r"an image is read by OCR, which is off"):
+        parse(b"\x89PNG", "photo.png", Limits(ocr="off"))
 
 
 def test_empty_file() -> None:

@@ -37,12 +37,15 @@ class Limits:
     expanded_bytes: int = 128 * MIB
     ratio: int = 100
     document_chars: int = 20_000_000
+    ocr: str = "auto"  # and what parsing may do: read pictures (auto: when Tesseract is installed; off)
+    ocr_languages: str = "eng"
+    ocr_pages: int = 300  # pages of one document read by OCR (a page takes seconds)
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
         """The limits the settings configure."""
         return cls(settings.max_file_bytes, settings.max_expanded_bytes, settings.max_compression_ratio,
-                   settings.max_document_chars)
+                   settings.max_document_chars, settings.ocr, settings.ocr_languages, settings.max_ocr_pages)
 
 
 def _mb(n: float) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 from ragline.errors import ParseError, UnsupportedTypeError
 from ragline.ingest.bounds import Limits, check_archive, check_text
+from ragline.ingest.ocr import INSTALL, ocr_engine
 from ragline.types import ParsedDocument, Section
 
 _BLANK_RUNS = re.compile(r"\n\s*\n\s*(\n\s*)+")
@@ -119,10 +120,16 @@ def parse_html(data: bytes, name: str) -> ParsedDocument:
 _PDFIUM = threading.Lock()  # pdfium is one C library state per process, not safe across threads
 
 
-def parse_pdf(data: bytes, name: str) -> ParsedDocument:
-    """PDF: one section per page, carrying its page number."""
+OCR_DPI = 300  # what Tesseract reads best: text of 10 to 12 points comes out 30 to 40 pixels high
+_SCANNED = 16  # a page with fewer characters of text than this is read as a picture (scanned, or a photo)
+
+
+def parse_pdf(data: bytes, name: str, limits: Limits | None = None) -> ParsedDocument:
+    """PDF: one section per page, carrying its page number; pages without a text layer are read by OCR."""
     import pypdfium2 as pdfium
 
+    limits = limits or Limits()
+    ocr = ocr_engine(limits.ocr, limits.ocr_languages)
     with _PDFIUM:
         try:
             pdf = pdfium.PdfDocument(data)
@@ -131,14 +138,25 @@ def parse_pdf(data: bytes, name: str) -> ParsedDocument:
                 raise ParseError(f"{name}: encrypted PDF (password protected); decrypt it first") from err
             raise ParseError(f"{name}: corrupt or unreadable PDF ({err})") from err
         try:
-            pages = [_page_text(pdf[n]) for n in range(len(pdf))]
+            pages: list[str] = []
+            pictures: list[tuple[int, Any]] = []
+            for n in range(len(pdf)):
+                page = pdf[n]
+                text = _page_text(page)
+                if len(text.replace(" ", "")) < _SCANNED and ocr is not None and len(pictures) < limits.ocr_pages:
+                    pictures.append((n, page.render(scale=OCR_DPI / 72).to_pil()))  # rendered now, read below
+                page.close()
+                pages.append(text)
             title = str(pdf.get_metadata_dict().get("Title") or "")
         except pdfium.PdfiumError as err:
             raise ParseError(f"{name}: unreadable PDF ({err})") from err
         finally:
             pdf.close()
+    for n, picture in pictures:  # outside pdfium's lock: OCR takes seconds a page
+        pages[n] = _clean(ocr.read(picture).text) if ocr is not None else pages[n]
     if not any(pages):
-        raise ParseError(f"{name}: the PDF has no text layer (a scanned image?); OCR is not supported")
+        hint = "no text was read from its pages" if ocr is not None else f"to read it, {INSTALL}"
+        raise ParseError(f"{name}: the PDF has no text layer (a scanned image?); {hint}")
     sections = [Section(text, (), n) for n, text in enumerate(pages, start=1) if text]
     return ParsedDocument(title.strip() or _stem_title(name), sections)
 
@@ -149,7 +167,28 @@ def _page_text(page: Any) -> str:
         return _clean(textpage.get_text_range())
     finally:
         textpage.close()
-        page.close()
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+
+
+def parse_image(data: bytes, name: str, limits: Limits | None = None) -> ParsedDocument:
+    """A picture (a scan, a photo of a page, a screenshot): read by OCR; each frame of a TIFF is a page."""
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    limits = limits or Limits()
+    ocr = ocr_engine(limits.ocr, limits.ocr_languages)
+    if ocr is None:
+        raise ParseError(f"{name}: an image is read by OCR, which is {'off' if limits.ocr == 'off' else 'missing'}; "
+                         f"{INSTALL}" + (" and set RAGLINE_OCR=auto" if limits.ocr == "off" else ""))
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            frames = [frame.convert("RGB") for frame in ImageSequence.Iterator(image)][: limits.ocr_pages]
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as err:
+        raise ParseError(f"{name}: corrupt or unreadable image ({err})") from err
+    sections = [Section(text, (), n) for n, frame in enumerate(frames, start=1)
+                if (text := _clean(ocr.read(frame).text))]
+    return ParsedDocument(_stem_title(name), sections)
 
 
 def parse_docx(data: bytes, name: str) -> ParsedDocument:
@@ -250,7 +289,7 @@ def parse_xlsx(data: bytes, name: str) -> ParsedDocument:
     return ParsedDocument(_stem_title(name), sections)
 
 
-PARSERS: dict[str, Callable[[bytes, str], ParsedDocument]] = {
+PARSERS: dict[str, Callable[..., ParsedDocument]] = {
     ".txt": parse_text,
     ".text": parse_text,
     ".md": parse_markdown,
@@ -262,7 +301,9 @@ PARSERS: dict[str, Callable[[bytes, str], ParsedDocument]] = {
     ".pptx": parse_pptx,
     ".xlsx": parse_xlsx,
     ".csv": parse_csv,
+    **dict.fromkeys(IMAGE_SUFFIXES, parse_image),
 }
+READS_PICTURES = (".pdf", *IMAGE_SUFFIXES)  # parsers that take the limits (which say whether OCR may run)
 CORPUS_SUFFIXES = (".jsonl", ".jsonl.gz")
 SUPPORTED = tuple(sorted(PARSERS)) + CORPUS_SUFFIXES
 
@@ -283,7 +324,7 @@ def parse(data: bytes, name: str, limits: Limits | None = None) -> ParsedDocumen
         raise ParseError(f"{name}: empty file")
     if suffix in ARCHIVES:
         check_archive(data, name, limits)
-    doc = check_text(parser(data, name), name, limits)
+    doc = check_text(parser(data, name, limits) if suffix in READS_PICTURES else parser(data, name), name, limits)
     if not any(s.text.strip() for s in doc.sections):
         raise ParseError(f"{name}: no text found")
     return doc

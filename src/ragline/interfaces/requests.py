@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from ragline.errors import InputError
 from ragline.settings import Settings
@@ -23,6 +23,14 @@ BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{2}==|[A-Za-z0
 
 
 STRICT = ConfigDict(strict=True)  # JSON types as the schema says: true is not 1, "5" is not 5
+
+
+def _integral(value: object) -> object:
+    """JSON Schema's integers include 5.0; pydantic's strict ones do not."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 
 class ImageIn(BaseModel):
@@ -57,9 +65,9 @@ class QueryRequest(BaseModel):
 
     question: str = Field(min_length=1)
     filters: dict[str, str] = Field(default_factory=dict)
-    k: int | None = Field(None, ge=1, le=100)
+    k: JsonInt | None = Field(None, ge=1, le=100)
     mode: Literal["hybrid", "vector", "bm25"] | None = None
-    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_tokens: JsonInt | None = Field(None, ge=1, le=8192)
     deadline: float | None = Field(None, gt=0, le=3600, allow_inf_nan=False)
     stream: bool = False
     use_cache: bool = True

@@ -63,8 +63,10 @@ def errors_for(*codes: int, streams: bool = False) -> dict[int | str, dict[str, 
     responses: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorBody, "description": WHY[code]} for code in sorted({401, 429, *codes})}
     if streams:
+        event = {"type": "object", "required": ["data"],  # one Server-Sent Event: its name and its JSON data
+                 "properties": {"event": {"type": "string"}, "data": {"type": "string"}}}
         responses[200] = {"description": "The answer as JSON, or as Server-Sent Events when streamed",
-                          "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+                          "content": {"text/event-stream": {"schema": event}}}
     return responses
 
 
@@ -83,7 +85,7 @@ UPLOAD_TYPES = ("text/plain", "text/markdown", "text/html", "text/csv", "applica
                 "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
                 "application/vnd.openxmlformats-officedocument.presentationml.presentation",
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/jsonl",
-                "application/gzip")
+                "application/gzip", "image/png", "image/jpeg", "image/tiff", "image/webp")
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
