@@ -173,3 +173,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         handle = getattr(utils, name, None)
         if handle is not None:
             handle.close()
+
+
+def needs_tesseract() -> Any:
+    """Skip where Tesseract is not installed, except in CI (``.ci/run`` installs it): there it must run."""
+    import shutil
+
+    missing = shutil.which("tesseract") is None and not os.environ.get("CI")
+    return pytest.mark.skipif(missing, reason="Tesseract is not installed (apt install tesseract-ocr)")

@@ -8,7 +8,7 @@ from ragline.errors import ParseError, UnsupportedTypeError
 from ragline.ingest.bounds import Limits
 from ragline.ingest.parsing import markdown_sections, parse
 
-from conftest import FIXTURES
+from conftest import FIXTURES, needs_tesseract
 
 
 def load(rel: str) -> tuple[bytes, str]:
@@ -139,6 +139,7 @@ def test_pdf_with_a_huge_text_array_is_read() -> None:
     assert doc.sections[0].text.startswith("Revenue grew 8 percent") and doc.sections[0].page == 1
 
 
+@needs_tesseract()
 def test_a_scanned_pdf_is_read_by_ocr_and_refused_clearly_without_it() -> None:
     doc = parse(*load("pdf/non_text_searchable.pdf"))  # Tesseract, as installed by the README's set-up
     assert doc.sections[0].page == 1
@@ -147,6 +148,7 @@ def test_a_scanned_pdf_is_read_by_ocr_and_refused_clearly_without_it() -> None:
         parse(*load("pdf/non_text_searchable.pdf"), Limits(ocr="off"))
 
 
+@needs_tesseract()
 def test_a_mixed_pdf_reads_only_its_pages_without_text(tmp_path, monkeypatch) -> None:
     """A text page and a scanned page in one PDF: the first by its text layer, the second by OCR, in order."""
     import pypdfium2 as pdfium
@@ -166,6 +168,7 @@ def test_a_mixed_pdf_reads_only_its_pages_without_text(tmp_path, monkeypatch) ->
     assert "non-text-searchable PDF" in doc.sections[1].text and "non-text-searchable" not in doc.sections[0].text
 
 
+@needs_tesseract()
 def test_images_are_read_by_ocr_each_tiff_frame_a_page(tmp_path) -> None:
     import pypdfium2 as pdfium
 
