@@ -202,6 +202,9 @@ def test_every_route_declares_every_status_it_returns_with_the_error_schema(serv
         assert codes <= set(responses), (path, method, set(responses))
         for code in codes:
             assert responses[code]["content"]["application/json"]["schema"] == error_ref, (path, code)
+    query = spec["components"]["schemas"]["QueryRequest"]["properties"]
+    assert query["max_tokens"]["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 8192}
+    assert query["k"]["anyOf"][0] == {"type": "integer", "minimum": 1, "maximum": 100}
     images = spec["components"]["schemas"]["QueryRequest"]["properties"]["images"]
     assert images["maxItems"] == 0 and "does not take images" in images["description"]  # the extractive model
     chat = spec["components"]["schemas"]["ChatCompletionRequest"]["properties"]

@@ -30,7 +30,9 @@ def _integral(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-JsonInt = Annotated[int, BeforeValidator(_integral)]
+# (the bounds sit inside the type, where pydantic writes them into the JSON schema as minimum and maximum)
+Passages = Annotated[int, Field(ge=1, le=100), BeforeValidator(_integral)]
+Tokens = Annotated[int, Field(ge=1, le=8192), BeforeValidator(_integral)]
 
 
 class ImageIn(BaseModel):
@@ -65,9 +67,9 @@ class QueryRequest(BaseModel):
 
     question: str = Field(min_length=1)
     filters: dict[str, str] = Field(default_factory=dict)
-    k: JsonInt | None = Field(None, ge=1, le=100)
+    k: Passages | None = None
     mode: Literal["hybrid", "vector", "bm25"] | None = None
-    max_tokens: JsonInt | None = Field(None, ge=1, le=8192)
+    max_tokens: Tokens | None = None
     deadline: float | None = Field(None, gt=0, le=3600, allow_inf_nan=False)
     stream: bool = False
     use_cache: bool = True

@@ -41,7 +41,7 @@ from ragline.interfaces.http.mcp_route import MCPRoute
 from ragline.interfaces.http.metrics import CountRequests, Metrics
 from ragline.interfaces.http.openai import completion, completion_chunks
 from ragline.interfaces.http.websocket import add_websocket
-from ragline.interfaces.requests import STRICT, JsonInt, QueryRequest, query_for, unicode_text
+from ragline.interfaces.requests import STRICT, QueryRequest, Tokens, query_for, unicode_text
 from ragline.interfaces.turns import MODELS, Model, Turns
 from ragline.interfaces.wire import sse_stream
 from ragline.query.engine import collect
@@ -84,8 +84,8 @@ class ChatCompletionRequest(BaseModel):
         "type": "object", "required": ["role", "content"],
         "properties": {"role": {"const": "user"}, "content": {"type": "string", "pattern": r"\S"}}}})
     stream: bool = False
-    max_tokens: JsonInt | None = Field(None, ge=1, le=8192)
-    max_completion_tokens: JsonInt | None = Field(None, ge=1, le=8192)
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None
 
 class Service:
     """The parts the routes share: the turn loop, settings, auth, the job queue, and metrics."""
