@@ -313,7 +313,8 @@ class LanceStore:
                 if not self._has_fts(table):
                     self._create_fts(table)
                 self._fts_ready = True
-        query = table.search(text, query_type="fts", fts_columns="context").limit(k)
+        # A quoted phrase is a phrase query, which needs word positions the index does not keep: search the words
+        query = table.search(text.replace('"', " "), query_type="fts", fts_columns="context").limit(k)
         where = where_clause(filters)
         if where:
             query = query.where(where, prefilter=True)
