@@ -41,6 +41,9 @@ dev: llama-wheel
 	npm ci --prefix tools/asl --no-audit --no-fund --loglevel=error
 	# Debian's Chromium, driven by Playwright in the web-page tests (Playwright's own browser download is not used).
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	# Tesseract reads scanned pages and images (README: "Scanned documents and images"); the OCR tests need it.
+	@command -v tesseract >/dev/null || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq tesseract-ocr tesseract-ocr-eng; }
 
 run: setup
 	$(UV) run --no-sync ragline ingest samples/amazon-lex-developer-guide.jsonl.gz
