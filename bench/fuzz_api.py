@@ -60,7 +60,7 @@ def _fuzz(args: argparse.Namespace, home: Path) -> int:
             command.append("--continue-on-failure")
         print("$", " ".join(c if not c.startswith("Authorization") else "Authorization: Bearer rl_…" for c in command),
               flush=True)
-        return subprocess.run(command, check=False).returncode
+        return subprocess.run(command, check=False, cwd=home).returncode  # its crash cache stays in the temp home
 
 
 if __name__ == "__main__":
