@@ -21,13 +21,23 @@ if TYPE_CHECKING:
     from ragline.compose import Ragline
 
 
-def _wanted(change: Any, path: str) -> bool:
-    from watchfiles import DefaultFilter
+class _Wanted:
+    """Which changes to follow: watchfiles' default filter, then no hidden files and no unreadable types.
 
-    name = Path(path).name
-    if name.startswith(".") or not DefaultFilter()(change, path):
-        return False
-    return name.lower().endswith(SUPPORTED) or not Path(path).suffix  # a folder (deleted, or created)
+    The default filter drops editors' swap and backup files and VCS folders. A path without a suffix passes, as it
+    may be a folder (deleted, or created).
+    """
+
+    def __init__(self) -> None:
+        from watchfiles import DefaultFilter
+
+        self.default = DefaultFilter()
+
+    def __call__(self, change: Any, path: str) -> bool:
+        name = Path(path).name
+        if name.startswith(".") or not self.default(change, path):
+            return False
+        return name.lower().endswith(SUPPORTED) or not Path(path).suffix
 
 
 def watch(app: Ragline, roots: Sequence[Path], *, tags: tuple[str, ...] = (), echo: Callable[[str], None] = print,
@@ -37,7 +47,7 @@ def watch(app: Ragline, roots: Sequence[Path], *, tags: tuple[str, ...] = (), ec
     from watchfiles import watch as changes_of
 
     limits = Limits.of(app.settings)
-    for batch in changes_of(*roots, watch_filter=_wanted, debounce=debounce_ms, step=quiet_ms, stop_event=stop,
+    for batch in changes_of(*roots, watch_filter=_Wanted(), debounce=debounce_ms, step=quiet_ms, stop_event=stop,
                             raise_interrupt=False):
         gone = {Path(p) for kind, p in batch if kind == Change.deleted and not Path(p).exists()}
         present = sorted({Path(p) for kind, p in batch if kind != Change.deleted and Path(p).is_file()})

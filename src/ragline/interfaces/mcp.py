@@ -82,11 +82,11 @@ def build_server(rag: Ragline, tenant_of: TenantOf) -> RaglineMCP:
         except RaglineError as err:  # credentials revoked or expired since the session began
             raise ToolError(str(err)) from err
 
-    async def run(fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(fn: Callable[..., Any], *args: Any, error: type[Exception] = ToolError) -> Any:
         try:
             return await anyio.to_thread.run_sync(fn, *args)
         except RaglineError as err:  # the user's terms, not a traceback
-            raise ToolError(f"{type(err).__name__}: {err}") from err
+            raise error(f"{type(err).__name__}: {err}") from err
 
     @server.tool(annotations=read_only)
     async def search(query: str, ctx: Context, k: int = 5, filters: dict[str, str] | None = None) -> dict[str, Any]:
@@ -136,10 +136,7 @@ def build_server(rag: Ragline, tenant_of: TenantOf) -> RaglineMCP:
                      security=ResourceSecurity(exempt_params=frozenset({"doc_id"})))
     async def document(doc_id: str, ctx: Context) -> str:
         """A document's text as ingested: its passages in reading order, under their headings."""
-        try:
-            found = await anyio.to_thread.run_sync(_document, rag, tenant_of(ctx.headers), doc_id)
-        except RaglineError as err:
-            raise ResourceError(f"{type(err).__name__}: {err}") from err
+        found = await run(_document, rag, tenant_of(ctx.headers), doc_id, error=ResourceError)
         return str(found["text"])
 
     return server

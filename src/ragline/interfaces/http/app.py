@@ -33,8 +33,8 @@ from ragline.interfaces.http.contract import (
     UPLOAD_BODY,
     allowed_methods,
     error_body,
+    error_response,
     errors_for,
-    status_for,
 )
 from ragline.interfaces.http.limits import BodyLimit, receive_files
 from ragline.interfaces.http.mcp_route import MCPRoute
@@ -145,8 +145,7 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
     @app.exception_handler(errors.RaglineError)
     async def ragline_error(request: Request, err: errors.RaglineError) -> JSONResponse:
         service.metrics.error(type(err).__name__)
-        headers = {"Retry-After": str(err.retry_after)} if isinstance(err, errors.RateLimitedError) else None
-        return JSONResponse(error_body(type(err).__name__, str(err)), status_for(err), headers=headers)
+        return error_response(err)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
+from starlette.responses import JSONResponse
 
 from ragline import errors
 
@@ -78,6 +79,12 @@ def status_for(err: errors.RaglineError) -> int:
 def error_body(kind: str, message: str) -> dict[str, Any]:
     """The documented error body."""
     return {"error": {"type": kind, "message": message}}
+
+
+def error_response(err: errors.RaglineError) -> JSONResponse:
+    """The HTTP response for an error: its status, the documented body, and ``Retry-After`` when throttled."""
+    headers = {"Retry-After": str(err.retry_after)} if isinstance(err, errors.RateLimitedError) else None
+    return JSONResponse(error_body(type(err).__name__, str(err)), status_for(err), headers=headers)
 
 
 # What each readable file is sent as; the file's name decides how it is read (README: "Using it").

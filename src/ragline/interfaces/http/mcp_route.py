@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from ragline.errors import RaglineError
-from ragline.interfaces.http.contract import error_body, status_for
+from ragline.interfaces.http.contract import error_response
 
 if TYPE_CHECKING:
     from ragline.compose import Ragline
@@ -42,7 +41,7 @@ class MCPRoute:
             await anyio.to_thread.run_sync(self.identify, request.headers.get("authorization"),
                                            request.client.host if request.client else "")
         except RaglineError as err:
-            await JSONResponse(error_body(type(err).__name__, str(err)), status_for(err))(scope, receive, send)
+            await error_response(err)(scope, receive, send)
             return
         if self.handler is None:
             async with self._lock:

@@ -20,10 +20,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-from fastapi.responses import JSONResponse
 
 from ragline.errors import InputError, RaglineError, validation_message
-from ragline.interfaces.http.contract import error_body, status_for
+from ragline.interfaces.http.contract import error_response
 from ragline.interfaces.requests import QueryRequest
 from ragline.interfaces.wire import error_json, event_json
 from ragline.seams import Identity
@@ -41,7 +40,7 @@ def add_websocket(app: FastAPI, service: Service) -> None:
             identity = await asyncio.to_thread(service.auth.identify, ws.headers.get("authorization"),
                                                ws.query_params.get("token"), client)
         except RaglineError as err:  # an HTTP 401 (429) at the handshake, with the documented error body
-            await ws.send_denial_response(JSONResponse(error_body(type(err).__name__, str(err)), status_for(err)))
+            await ws.send_denial_response(error_response(err))
             return
         tenant = identity.tenant
         await ws.accept()
@@ -85,16 +84,17 @@ async def _receive_object(ws: WebSocket, outbox: asyncio.Queue[dict[str, Any]]) 
     if frame["type"] == "websocket.disconnect":
         raise WebSocketDisconnect(frame.get("code", 1000))
     text = frame.get("text")
-    problem = "send text frames of JSON, not binary" if text is None else ""
-    if text is not None:
+    if text is None:
+        problem = "send text frames of JSON, not binary"
+    else:
         try:
             message = json.loads(text)
         except ValueError:
-            message, problem = None, "the frame is not JSON"
-        if message is not None and not isinstance(message, dict):
+            problem = "the frame is not JSON"
+        else:
+            if isinstance(message, dict):
+                return message
             problem = 'send one JSON object per frame, like {"type": "ask", "question": "..."}'
-        elif isinstance(message, dict):
-            return message
     await outbox.put(error_json(InputError(f"malformed message: {problem}")))
     return None
 
