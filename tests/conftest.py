@@ -108,35 +108,16 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def serve(app: Any) -> tuple[str, Any]:
     """Run an ASGI app on uvicorn on a free loopback port in a thread; returns (base URL, stop function)."""
-    import socket
-    import threading
-    import time
+    from ragline.testing.process import asgi_thread, free_port
 
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     service = getattr(getattr(app, "state", None), "service", None)
+    config = None
     if service is not None:  # ragline's app: the server as `ragline serve` configures it
         from ragline.interfaces.http.server import server_config
 
         config = server_config(app, service.settings, "127.0.0.1", port, log_level="warning")
-    else:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-    return f"http://127.0.0.1:{port}", stop
+    return asgi_thread(app, port, config)
 
 
 def sse_post(url: str, body: dict[str, Any], timeout: float = 60) -> list[tuple[str | None, Any]]:

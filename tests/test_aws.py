@@ -49,6 +49,7 @@ def stack(aws_env, moto_url, models, monkeypatch, tmp_path):
         # moto serves each user pool's keys here; on AWS the template's cognito-idp URL does
         "RAGLINE_JWT_JWKS": f"{moto_url}/{stack.refs['UserPool']}/.well-known/jwks.json",
         "RAGLINE_WEBSOCKET_ENDPOINT": moto_url,
+        "RAGLINE_WEBSOCKET_ANSWER": "inline",  # the handler alone; test_aws_deployed.py runs it as deployed
     })
     for key, value in env.items():
         monkeypatch.setenv(key, value)

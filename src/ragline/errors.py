@@ -63,6 +63,10 @@ class AuthError(RaglineError):
     exit_code = 4
 
 
+class DeliveryError(RaglineError):
+    """An answer's event could not be delivered to the client (a WebSocket post that failed for good)."""
+
+
 class InputError(RaglineError):
     """The request cannot be served as given."""
 

@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     websocket_endpoint: str | None = Field(
         None, description="API Gateway Management API endpoint (default: from the WebSocket event)"
     )
+    websocket_answer: Literal["async", "inline"] = Field(
+        "inline", description="API Gateway WebSocket: 'async' acknowledges sendMessage at once and answers from an "
+        "asynchronous invocation of the same function (what the template sets: API Gateway cuts an integration at "
+        "29 s); 'inline' answers within the route's invocation"
+    )
 
     auth: AuthMode = Field("none", description="none (loopback only), api_key, or jwt")
     jwt_jwks: str | None = Field(None, description="JWKS URL or file path (RS256 signing keys)")

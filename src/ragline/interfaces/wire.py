@@ -17,6 +17,11 @@ done       ``answer``: the whole checked answer (text, citations, sources, ``sen
            ``supported`` (their share), timings, partial, cache, ...)
 error      ``error`` (the error's kind, e.g. ``InputError``) and ``message``: ends the stream
 =========  =========================================================================================
+
+Where a transport bounds its messages (API Gateway WebSockets: 128 KB), ``frames`` cuts an object to fit, the same
+way for every such transport: a long ``token`` becomes several; ``sources`` and ``done`` trim their excerpts
+(``"trimmed": true``); a ``done`` that still does not fit omits what the stream already carried (the answer's
+text, its sentences, then its sources), named in ``answer.omitted``; a ``verdict`` or ``prompt`` trims its text.
 """
 
 from __future__ import annotations
@@ -52,6 +57,55 @@ def error_json(error: ErrorEvent | RaglineError) -> dict[str, Any]:
     if isinstance(error, ErrorEvent):
         return {"type": "error", "error": error.kind, "message": error.message}
     return {"type": "error", "error": type(error).__name__, "message": str(error)}
+
+
+def size(data: dict[str, Any]) -> int:
+    """Bytes of the object's JSON as the transports send it."""
+    return len(json.dumps(data, ensure_ascii=False).encode())
+
+
+def frames(data: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """The object as wire objects of at most ``limit`` bytes of JSON each (see the module's docstring)."""
+    if size(data) <= limit:
+        return [data]
+    kind = data.get("type")
+    if kind == "token" and len(data["text"]) > 1:
+        half = len(data["text"]) // 2
+        return [*frames({**data, "text": data["text"][:half]}, limit),
+                *frames({**data, "text": data["text"][half:]}, limit)]
+    for cut in (_trim_excerpts(data, n) for n in (1000, 200, 0)):
+        if size(cut) <= limit:
+            return [cut]
+    if kind == "done":
+        answer, omitted = dict(_trim_excerpts(data, 0)["answer"]), []
+        for key, empty in (("answer", None), ("sentences", []), ("citations", []), ("sources", [])):
+            answer[key] = empty
+            omitted.append(key)
+            if size(fitted := {**data, "answer": {**answer, "omitted": omitted}}) <= limit:
+                return [fitted]
+    if kind == "prompt":  # each message's content cut to an equal share, in characters of up to 4 bytes
+        share = max(0, limit - size({**data, "messages": []}) - 64 * len(data["messages"])) // (
+            4 * max(1, len(data["messages"])))
+        return [{**data, "messages": [{**m, "content": m["content"][:share]} for m in data["messages"]],
+                 "trimmed": True}]
+    if kind in ("verdict", "error"):
+        key = "text" if kind == "verdict" else "message"
+        keep = max(0, limit - size({**data, key: "", "trimmed": True}) - 8) // 4
+        return [{**data, key: data[key][:keep] + "…", "trimmed": True}]
+    raise ValueError(f"a {kind} event cannot be cut to {limit} bytes")
+
+
+def _trim_excerpts(data: dict[str, Any], keep: int) -> dict[str, Any]:
+    """``sources`` (or ``done``'s answer) with each excerpt cut to ``keep`` characters."""
+    def cut(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**s, "excerpt": s["excerpt"][:keep]} if len(s.get("excerpt") or "") > keep else s
+                for s in sources]
+
+    if data.get("type") == "sources":
+        return {**data, "sources": cut(data["sources"]), "trimmed": True}
+    if data.get("type") == "done":
+        return {**data, "answer": {**data["answer"], "sources": cut(data["answer"]["sources"])}, "trimmed": True}
+    return data
 
 
 def sse(data: dict[str, Any]) -> str:

@@ -225,7 +225,10 @@ class Engine:
             attempts=[a.as_dict() for a in run.attempts], sentences=checker.verdicts, refused=checker.refused,
         )
         if key is not None and self.cache is not None and not answer.partial:
-            self.cache.put(key, self.tenant, answer.as_dict())
+            try:
+                self.cache.put(key, self.tenant, answer.as_dict())
+            except RaglineError as err:  # caching is best effort: an answer DynamoDB cannot hold is still given
+                log_stage("cache", 0.0, cache="not stored", error=str(err)[:300])
         yield UsageEvent(answer.usage)
         yield Done(answer)
 

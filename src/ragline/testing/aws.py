@@ -9,7 +9,8 @@ parsers decode everything. It checks request bodies against the documented shape
 The chat answer is the first sentence of the numbered source [1] in the prompt, cited, so end-to-end tests see a
 grounded answer. ``script`` injects faults, one entry per chat request (the last repeats): ``ok``, ``throttle``
 (HTTP 429 ThrottlingException), ``unavailable`` (503), ``denied`` (403 AccessDeniedException), ``midstream:N``
-(N tokens, then a throttlingException event in the stream), ``slow:S`` (S seconds between tokens).
+(N tokens, then a throttlingException event in the stream), ``slow:S`` (S seconds between tokens), ``long:N``
+(the answer, then one run-on sentence to N more characters).
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ class FakeAWSModels:
                 if step is None:
                     return
                 tokens = grounded_answer(prompt)
+                if step[0] == "long":  # then one run-on sentence, in tokens of 1,000 characters, to N characters
+                    filler = (" and the answer goes on" * 44)[:1000]
+                    tokens += [filler] * (int(step[1]) // 1000)
                 frames = (converse_frames if operation == "converse-stream" else anthropic_frames)(tokens)
                 self._stream(frames, *step, skip=1)
 

@@ -1,4 +1,4 @@
-"""``ragline serve`` as a user runs it, in a process of its own: for tests and benchmarks that need the real thing."""
+"""Servers for tests and benchmarks: ``ragline serve`` in a process as a user runs it; an ASGI app in a thread."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def free_port() -> int:
@@ -18,6 +21,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def asgi_thread(app: Any, port: int | None = None,
+                config: uvicorn.Config | None = None) -> tuple[str, Callable[[], None]]:
+    """Run an ASGI app on uvicorn on loopback in a daemon thread: (base URL, stop function), once it listens."""
+    import threading
+
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(config or uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://127.0.0.1:{port}", stop
 
 
 @contextmanager
