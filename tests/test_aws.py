@@ -308,7 +308,7 @@ def test_a_gone_connection_stops_the_answer(stack, moto_url, models, monkeypatch
 
 def test_malformed_websocket_frames_get_an_error_event(stack, moto_url):
     handlers._rag().registry.connection_put("conn-frames", Identity("acme", "none"))
-    for body, message in (("not json", "malformed message"), ("[1, 2]", 'send {"action": "sendMessage"'),
+    for body, message in (("not json", "malformed message"), ("[1, 2]", "send one JSON object per message"),
                           ('{"action": "sendMessage"}', 'send {"action": "sendMessage"')):
         event = ws_event("sendMessage", "conn-frames")
         event["body"] = body

@@ -5,13 +5,20 @@ knowledge bases); ``ResilientChatModel`` applies the same policy to streaming ch
 chain. Only faults that can pass are retried (throttling, 429/5xx, connection failures, timeouts), and a stream
 is retried only before its first token reached the caller: text already streamed is never silently restarted.
 The deadline bounds everything, including the waits between attempts.
+
+One deadline per request reaches every remote call: the engine runs each stage ``within(deadline)``, and every
+client builds its read timeout with ``read_timeout`` (its own timeout, cut to what is left), so no call can
+outlive the answer's deadline, which on Lambda is derived from the function's remaining time.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -23,6 +30,32 @@ if TYPE_CHECKING:
     from ragline.settings import Settings
 
 T = TypeVar("T")
+
+
+_STAGE_DEADLINE: ContextVar[Deadline | None] = ContextVar("ragline_stage_deadline", default=None)
+
+
+@contextmanager
+def within(deadline: Deadline | None) -> Iterator[None]:
+    """Run a synchronous stage under ``deadline``: the remote calls it makes read it (never across a ``yield``)."""
+    token = _STAGE_DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _STAGE_DEADLINE.reset(token)
+
+
+def current_deadline(deadline: Deadline | None = None) -> Deadline | None:
+    """``deadline``, or else the deadline of the stage running now (None: no deadline)."""
+    return deadline if deadline is not None else _STAGE_DEADLINE.get()
+
+
+def read_timeout(timeout: float, deadline: Deadline | None = None) -> float:
+    """``timeout`` cut to what is left of the deadline: at least 1 s, rounded up to half seconds (few clients)."""
+    deadline = current_deadline(deadline)
+    if deadline is None:
+        return timeout
+    return max(1.0, math.ceil(min(timeout, deadline.remaining()) * 2) / 2)
 
 
 class DeadlineExceededError(ModelUnavailableError):
@@ -64,7 +97,11 @@ class RetryPolicy:
 
     def run(self, call: Callable[[], T], *, transient: Callable[[Exception], bool],
             deadline: Deadline | None = None) -> T:
-        """``call()`` until it returns; errors ``transient`` accepts are retried, any other is raised at once."""
+        """``call()`` until it returns; errors ``transient`` accepts are retried, any other is raised at once.
+
+        Without a ``deadline``, the current stage's bounds the waits.
+        """
+        deadline = current_deadline(deadline)
         attempt = 1
         while True:
             try:

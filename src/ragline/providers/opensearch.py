@@ -24,7 +24,7 @@ from functools import cached_property
 from typing import Any
 
 from ragline.errors import ConfigError, StoreError
-from ragline.resilience import RetryPolicy
+from ragline.resilience import RetryPolicy, read_timeout
 from ragline.types import Chunk, Hit, Vectors
 
 ENGINES = {"faiss": "innerproduct", "nmslib": "cosinesimil", "lucene": "cosinesimil"}
@@ -231,7 +231,8 @@ class OpenSearchStore:
         def once() -> Any:
             headers = self._headers(method, url, data, content_type)  # signed anew: SigV4 signatures expire
             try:
-                response = self._http.request(method, url, body=data or None, headers=headers)
+                response = self._http.request(method, url, body=data or None, headers=headers, timeout=urllib3.Timeout(
+                    connect=min(5.0, self._timeout), read=read_timeout(self._timeout)))
             except urllib3.exceptions.HTTPError as err:
                 raise OpenSearchError(f"OpenSearch at {self.url}: cannot connect ({err})", 0) from err
             if response.status >= 400:

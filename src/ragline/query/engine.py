@@ -27,7 +27,7 @@ from ragline.query.cache import AnswerCache
 from ragline.query.citations import check_citations
 from ragline.query.retrieval import search_text
 from ragline.query.verify import NO_SOURCES, Checker
-from ragline.resilience import DeadlineExceededError
+from ragline.resilience import DeadlineExceededError, within
 from ragline.seams import RelevanceGate, Reranker, Responder, Retriever, Verifier
 from ragline.types import (
     Answer,
@@ -182,19 +182,20 @@ class Engine:
 
     def _stream(self, query: Query) -> Generator[Event, None, None]:
         self.check(query)
-        checker = Checker(self.verifier, query.question, [], self.verify, self.verify_threshold)
+        deadline = Deadline.after(query.deadline)  # every stage's remote calls are bounded by it
+        checker = Checker(self.verifier, query.question, [], self.verify, self.verify_threshold, deadline=deadline)
         run = _Run(query, time.perf_counter(), checker)
         key = self._cache_key(query)
         cached = self.cache.get(key) if key is not None and self.cache is not None else None
         if cached is not None:
             yield from self._replay(cached, run.started)
             return
-        deadline = Deadline.after(query.deadline)
         hits: list[Hit] = []
         if not self.responder.retrieves:
             wanted = max(query.k, self.rerank_depth) if self.reranker is not None else query.k
-            hits = self.retrieve(search_text(query.question, query.history), k=wanted, mode=query.mode,
-                                 filters=dict(query.filters))
+            with within(deadline):
+                hits = self.retrieve(search_text(query.question, query.history), k=wanted, mode=query.mode,
+                                     filters=dict(query.filters))
             run.lap("retrieve", run.started, hits=len(hits), mode=query.mode)
             if self.reranker is not None:
                 mark = time.perf_counter()
@@ -204,7 +205,8 @@ class Engine:
         why_not = ""
         if self.gate is not None and hits and not query.images:  # a question about a picture is not gated
             mark = time.perf_counter()
-            why_not = self.gate.unanswerable(search_text(query.question, query.history), sources)
+            with within(deadline):
+                why_not = self.gate.unanswerable(search_text(query.question, query.history), sources)
             run.lap("gate", mark, answerable=not why_not)
         if (hits or self.responder.retrieves) and not why_not:
             events = self.responder.respond(query, sources, tenant=self.tenant, deadline=deadline)

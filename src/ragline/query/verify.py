@@ -21,8 +21,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from ragline.query.citations import MARKER, marker_numbers
+from ragline.resilience import within
 from ragline.seams import Verifier
-from ragline.types import Source, Token, Verdict
+from ragline.types import Deadline, Source, Token, Verdict
 
 POLICIES = ("annotate", "drop", "refuse", "off")
 NO_SOURCES = "I don't know: no documents match this question."
@@ -146,6 +147,7 @@ class Checker:
     shown: list[str] = field(default_factory=list)
     seconds: float = 0.0
     refused: bool = False
+    deadline: Deadline | None = None  # the answer's: a remote verifier's calls are bounded by it
     _cutter: SentenceCutter = field(default_factory=SentenceCutter)
     _held: list[tuple[str, Verdict]] = field(default_factory=list)
 
@@ -230,7 +232,8 @@ class Checker:
         cited = [by_number[n] for n in numbers if n in by_number]
         if not cited:
             return Verdict(index, text, "unsupported", tuple(numbers), "cites only sources that were not retrieved")
-        verdict, reason = self.verifier.check(self.question, plain(sentence), cited)
+        with within(self.deadline):
+            verdict, reason = self.verifier.check(self.question, plain(sentence), cited)
         return Verdict(index, text, verdict, tuple(s.number for s in cited), reason)
 
     @property

@@ -113,6 +113,7 @@ class FakeAWSModels:
         self.grounding_threshold, self.relevance_threshold = grounding_threshold, relevance_threshold
         self.passages = list(passages)
         self.requests: list[dict[str, Any]] = []
+        self.kendra_delay = 0.0  # seconds Kendra's Retrieve takes
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -130,6 +131,7 @@ class FakeAWSModels:
                 owner.requests.append({"path": path, "target": target, "body": body,
                                        "auth": self.headers.get("Authorization", "")})
                 if target.endswith(".Retrieve"):
+                    time.sleep(owner.kendra_delay)
                     self._json(200, owner.kendra_retrieve(body))
                     return
                 if path.startswith("/knowledgebases/") or path.startswith("/retrieveAndGenerate"):

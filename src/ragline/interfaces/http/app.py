@@ -28,6 +28,7 @@ from ragline import errors
 from ragline.compose import Ragline
 from ragline.ingest.jobs import JobQueue
 from ragline.interfaces.auth import Authenticator
+from ragline.interfaces.http.budget import time_left
 from ragline.interfaces.http.contract import (
     HTTP_KINDS,
     UPLOAD_BODY,
@@ -210,7 +211,8 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
     def query(body: QueryRequest, request: Request) -> Any:
         """Answer a question: JSON, or Server-Sent Events with ``stream: true`` or ``Accept: text/event-stream``."""
         tenant = service.tenant(request)
-        engine, q = service.turns.prepare(tenant, body)  # refused here, before the stream, with a status code
+        # refused here, before the stream, with a status code; on Lambda, the deadline fits the invocation's
+        engine, q = service.turns.prepare(tenant, body, time_left=time_left(request.headers))
         events = service.counted(service.turns.stream(engine, q, tenant))
         if body.stream or "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(closing(sse_stream(events), request),
@@ -239,7 +241,7 @@ def _add_query_routes(app: FastAPI, service: Service) -> None:
         history = tuple(Message(m.role, m.text()) for m in turns[:-1])  # type: ignore[arg-type]
         q = query_for(service.settings, QueryRequest(question=turns[-1].text() or " ",
                                                      max_tokens=body.max_completion_tokens or body.max_tokens),
-                      history)
+                      history, time_left=time_left(request.headers))
         engine.check(q)
         events = service.counted(service.turns.stream(engine, q, tenant))
         if body.stream:

@@ -20,7 +20,7 @@ import numpy as np
 from ragline.errors import ConfigError, ModelError, ModelUnavailableError, RaglineError
 from ragline.providers.aws.clients import client, error_code
 from ragline.providers.probe import one_token_reply
-from ragline.resilience import RetryPolicy, unavailable
+from ragline.resilience import RetryPolicy, read_timeout, unavailable
 from ragline.types import Deadline, Message, ModelEvent, Token, Usage, UsageEvent, Vectors
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
@@ -83,8 +83,8 @@ class BedrockChatModel:
         self._timeout = timeout
         self._temperature = temperature
 
-    def _client(self) -> Any:
-        return client("bedrock-runtime", self.region, self._endpoint_url, self._timeout)
+    def _client(self, deadline: Deadline | None = None) -> Any:
+        return client("bedrock-runtime", self.region, self._endpoint_url, read_timeout(self._timeout, deadline))
 
     def describe(self) -> str:
         """A one-token request, as the first answer would make it."""
@@ -102,7 +102,7 @@ class BedrockChatModel:
         call = self._converse if self.api == "converse" else self._invoke
         stream: Any = None
         try:
-            stream, events = call(messages, max_tokens)
+            stream, events = call(messages, max_tokens, deadline)
             for event in events:
                 yield from event
                 if deadline is not None and deadline.expired():
@@ -113,14 +113,16 @@ class BedrockChatModel:
             if stream is not None:
                 stream.close()  # a caller that stops early frees the connection now
 
-    def _converse(self, messages: Sequence[Message], max_tokens: int) -> tuple[Any, Iterator[list[ModelEvent]]]:
+    def _converse(self, messages: Sequence[Message], max_tokens: int,
+                  deadline: Deadline | None) -> tuple[Any, Iterator[list[ModelEvent]]]:
         request = converse_request(self.model_id, messages, max_tokens, self._temperature)
-        stream = self._client().converse_stream(**request)["stream"]
+        stream = self._client(deadline).converse_stream(**request)["stream"]
         return stream, (converse_events(e) for e in stream)
 
-    def _invoke(self, messages: Sequence[Message], max_tokens: int) -> tuple[Any, Iterator[list[ModelEvent]]]:
+    def _invoke(self, messages: Sequence[Message], max_tokens: int,
+                deadline: Deadline | None) -> tuple[Any, Iterator[list[ModelEvent]]]:
         body = anthropic_body(messages, max_tokens, self._temperature)
-        response = self._client().invoke_model_with_response_stream(
+        response = self._client(deadline).invoke_model_with_response_stream(
             modelId=self.model_id, body=json.dumps(body), contentType="application/json", accept="application/json"
         )
         stream = response["body"]
@@ -234,7 +236,8 @@ class TitanEmbedder:
     def _invoke_one(self, text: str) -> list[float]:
         body = {"inputText": text, "dimensions": self.dimension, "normalize": True}
         try:
-            response = client("bedrock-runtime", self._region, self._endpoint_url, self._timeout).invoke_model(
+            api = client("bedrock-runtime", self._region, self._endpoint_url, read_timeout(self._timeout))
+            response = api.invoke_model(
                 modelId=TITAN_V2, body=json.dumps(body), contentType="application/json", accept="application/json"
             )
             vector: list[float] = json.loads(response["body"].read())["embedding"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ragline.errors import ConfigError, ModelUnavailableError
 from ragline.providers.aws.clients import call_mapped, client
-from ragline.resilience import RetryPolicy
+from ragline.resilience import RetryPolicy, read_timeout
 from ragline.types import Source
 
 MAX_GROUNDING_CHARS = 100_000
@@ -73,6 +73,6 @@ class GuardrailVerifier:
         return "supported", ""
 
     def _call(self, request: dict[str, Any]) -> Any:
-        api = client("bedrock-runtime", self._region, self._endpoint_url, self._timeout)
+        api = client("bedrock-runtime", self._region, self._endpoint_url, read_timeout(self._timeout))
         return call_mapped(lambda: api.apply_guardrail(**request), f"guardrail {self.guardrail_id}: ApplyGuardrail",
                            transient=TRANSIENT)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ragline.errors import ModelUnavailableError, StoreError
 from ragline.providers.aws.clients import call_mapped, client
-from ragline.resilience import RetryPolicy
+from ragline.resilience import RetryPolicy, read_timeout
 from ragline.types import Chunk, Hit
 
 CONFIDENCE = {"VERY_HIGH": 1.0, "HIGH": 0.75, "MEDIUM": 0.5, "LOW": 0.25, "NOT_AVAILABLE": 0.1}
@@ -85,6 +85,6 @@ class KendraRetriever:
 
     def _call(self, request: dict[str, Any]) -> Any:
         # an invalid request (botocore's ParamValidationError) is permanent: not retried as if Kendra were down
-        api = client("kendra", self._region, self._endpoint_url, self._timeout)
+        api = client("kendra", self._region, self._endpoint_url, read_timeout(self._timeout))
         return call_mapped(lambda: api.retrieve(**request), f"Kendra index {self.index_id}: Retrieve",
                            transient=TRANSIENT)

@@ -19,7 +19,7 @@ from typing import Any
 from ragline.errors import ConfigError, InputError, ModelUnavailableError, RaglineError
 from ragline.providers.aws.bedrock import bedrock_error
 from ragline.providers.aws.clients import client, model_arn
-from ragline.resilience import RetryPolicy, unavailable
+from ragline.resilience import RetryPolicy, read_timeout, unavailable
 from ragline.types import Chunk, Deadline, Hit, ModelEvent, Query, ResponseEvent, Source, Sources, Token
 
 SOURCE_URI = "x-amz-bedrock-kb-source-uri"
@@ -102,9 +102,9 @@ class _Calls:
         self._region, self._endpoint_url, self._timeout = region, endpoint_url, timeout
         self.policy = policy or RetryPolicy()
 
-    @property
-    def client(self) -> Any:
-        return client("bedrock-agent-runtime", self._region, self._endpoint_url, self._timeout)
+    def client(self, deadline: Deadline | None = None) -> Any:
+        """The Bedrock Agent Runtime client, its read timeout cut to the deadline (or the current stage's)."""
+        return client("bedrock-agent-runtime", self._region, self._endpoint_url, read_timeout(self._timeout, deadline))
 
     def failure(self, err: Exception) -> RaglineError:
         """A botocore failure as ragline's error (throttling and transient faults: ModelUnavailableError)."""
@@ -116,7 +116,7 @@ class _Calls:
 
         def once() -> Any:
             try:
-                return getattr(self.client, operation)(**request)
+                return getattr(self.client(deadline), operation)(**request)
             except (ClientError, BotoCoreError) as err:
                 raise self.failure(err) from err
 
@@ -212,7 +212,7 @@ class _Reply:
             length = 0
             response: dict[str, Any] = {}
             try:
-                response = owner.client.retrieve_and_generate_stream(**self._request)
+                response = owner.client(self._deadline).retrieve_and_generate_stream(**self._request)
                 for event in response["stream"]:
                     if "output" in event:
                         length += len(event["output"]["text"])
@@ -246,7 +246,7 @@ class KnowledgeBaseAnswerer(_Calls):
     def request(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str) -> dict[str, Any]:
         """The RetrieveAndGenerate request."""
         filter_ = metadata_filter(filters, tenant, self.tenant_attribute)
-        region = self._region or self.client.meta.region_name
+        region = self._region or self.client().meta.region_name
         return {
             "input": {"text": question},
             "retrieveAndGenerateConfiguration": {

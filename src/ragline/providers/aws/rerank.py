@@ -13,7 +13,7 @@ from typing import Any
 
 from ragline.errors import ConfigError, ModelError, ModelUnavailableError
 from ragline.providers.aws.clients import call_mapped, client, model_arn
-from ragline.resilience import RetryPolicy
+from ragline.resilience import RetryPolicy, read_timeout
 from ragline.types import Deadline, Hit
 
 MAX_TEXT_CHARS = 32_000
@@ -66,7 +66,6 @@ class BedrockReranker:
         return [Hit(hits[i].chunk, score, (*hits[i].found_by, "rerank")) for i, score in rows[:k] if i < len(hits)]
 
     def _call(self, request: dict[str, Any], deadline: Deadline | None) -> Any:
-        timeout = self._timeout if deadline is None else max(1.0, min(self._timeout, deadline.remaining()))
-        api = client("bedrock-agent-runtime", self._region, self._endpoint_url, timeout)
+        api = client("bedrock-agent-runtime", self._region, self._endpoint_url, read_timeout(self._timeout, deadline))
         return call_mapped(lambda: api.rerank(**request), f"Bedrock Rerank ({self.name})", transient=TRANSIENT,
                            permanent=ModelError)
