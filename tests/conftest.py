@@ -162,3 +162,47 @@ def needs_tesseract() -> Any:
 
     missing = shutil.which("tesseract") is None and not os.environ.get("CI")
     return pytest.mark.skipif(missing, reason="Tesseract is not installed (apt install tesseract-ocr)")
+
+
+AWS_TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "template.yaml"
+AWS_REGION = "us-east-1"
+
+
+@pytest.fixture
+def models(aws_env):
+    """The loopback Bedrock, Kendra and knowledge bases (``ragline.testing.aws``)."""
+    from ragline.testing.aws import FakeAWSModels
+
+    with FakeAWSModels() as fake:
+        yield fake
+
+
+@pytest.fixture
+def stack(aws_env, moto_url, models, monkeypatch, tmp_path):
+    """A fresh stack from the template; the process environment is what the template gives the functions."""
+    import json
+    import uuid
+
+    from ragline.interfaces.aws import handlers
+    from ragline.testing.provision import provision
+
+    name = f"t{uuid.uuid4().hex[:8]}"
+    stack, template = provision(moto_url, name=name, region=AWS_REGION, parameters={"IngestMaxReceiveCount": 2},
+                                path=AWS_TEMPLATE)
+    env = stack.environment(template)
+    env.update({
+        "RAGLINE_HOME": str(tmp_path / "home"),
+        "RAGLINE_TITAN_DIMENSION": "256",
+        "RAGLINE_AWS_ENDPOINT_URL": moto_url,
+        "RAGLINE_AWS_ENDPOINTS": json.dumps({service: models.endpoint_url for service in (
+            "bedrock-runtime", "bedrock-agent-runtime", "kendra")}),
+        # moto serves each user pool's keys here; on AWS the template's cognito-idp URL does
+        "RAGLINE_JWT_JWKS": f"{moto_url}/{stack.refs['UserPool']}/.well-known/jwks.json",
+        "RAGLINE_WEBSOCKET_ENDPOINT": moto_url,
+        "RAGLINE_WEBSOCKET_ANSWER": "inline",  # the handler alone; test_aws_deployed.py runs it as deployed
+    })
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    handlers._rag.cache_clear()
+    yield stack
+    handlers._rag.cache_clear()

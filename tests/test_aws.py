@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -17,45 +16,13 @@ import pytest
 
 from ragline.interfaces.aws import handlers
 from ragline.seams import Identity
-from ragline.testing.aws import FakeAWSModels
-from ragline.testing.provision import ACCOUNT, Stack, load_template, provision
+from ragline.testing.provision import ACCOUNT, Stack, load_template
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "template.yaml"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REGION = "us-east-1"
 QUESTION = "When did Adobe make the PDF specification available free of charge?"
-
-
-@pytest.fixture
-def models(aws_env):
-    with FakeAWSModels() as fake:
-        yield fake
-
-
-@pytest.fixture
-def stack(aws_env, moto_url, models, monkeypatch, tmp_path):
-    """A fresh stack from the template; the process environment is what the template gives the functions."""
-    name = f"t{uuid.uuid4().hex[:8]}"
-    stack, template = provision(moto_url, name=name, region=REGION, parameters={"IngestMaxReceiveCount": 2},
-                                path=TEMPLATE)
-    env = stack.environment(template)
-    env.update({
-        "RAGLINE_HOME": str(tmp_path / "home"),
-        "RAGLINE_TITAN_DIMENSION": "256",
-        "RAGLINE_AWS_ENDPOINT_URL": moto_url,
-        "RAGLINE_AWS_ENDPOINTS": json.dumps({service: models.endpoint_url for service in (
-            "bedrock-runtime", "bedrock-agent-runtime", "kendra")}),
-        # moto serves each user pool's keys here; on AWS the template's cognito-idp URL does
-        "RAGLINE_JWT_JWKS": f"{moto_url}/{stack.refs['UserPool']}/.well-known/jwks.json",
-        "RAGLINE_WEBSOCKET_ENDPOINT": moto_url,
-        "RAGLINE_WEBSOCKET_ANSWER": "inline",  # the handler alone; test_aws_deployed.py runs it as deployed
-    })
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    handlers._rag.cache_clear()
-    yield stack
-    handlers._rag.cache_clear()
 
 
 def aws(service, moto_url):

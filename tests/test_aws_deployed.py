@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 from ragline.interfaces.aws import handlers
 from ragline.testing.apigateway import MESSAGE_LIMIT, WebSocketGateway
 from ragline.testing.provision import load_template
-from test_aws import FIXTURES, QUESTION, TEMPLATE, aws, drain_all, models, sign_in, stack  # noqa: F401 - fixtures
+from test_aws import FIXTURES, QUESTION, TEMPLATE, aws, drain_all, sign_in
 
 
 @pytest.fixture
