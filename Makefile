@@ -7,6 +7,7 @@ export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 # read-only) a cold `ragline ask` would otherwise compile lancedb's sources each time (3.2 s instead of 1.6 s).
 export UV_COMPILE_BYTECODE := 1
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UVX := $(dir $(UV))uvx
 QUESTION ?= What is Amazon Lex?
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # llama-cpp-python has no wheel on PyPI: it is built once into this folder and installed from there, so no later
@@ -14,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WHEELHOUSE ?= $(HOME)/.cache/ragline/wheels
 LLAMA_VERSION := $(shell sed -n '/^name = "llama-cpp-python"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock)
 
-.PHONY: llama-wheel llama setup dev run test lint eval-scifact clean
+.PHONY: llama-wheel llama setup dev run test lint checkov eval-scifact clean
 
 $(UV):
 	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
@@ -59,7 +60,13 @@ test: dev
 lint: dev
 	$(UV) run --no-sync ruff check src tests scripts bench
 	$(UV) run --no-sync mypy --strict src/ragline
-	$(UV) run --no-sync cfn-lint deploy/template.yaml
+	$(UV) run --no-sync cfn-lint deploy/*.yaml
+
+# Security checks of the templates and the Dockerfile (checkov, pinned, run by uvx: not a project dependency).
+# Every finding left is skipped in the template or the Dockerfile with its written reason.
+checkov:
+	BC_SKIP_MAPPING=TRUE $(UVX) --from checkov==3.3.30 checkov --quiet --compact --skip-download \
+	  -f deploy/template.yaml -f deploy/ecs.yaml -f deploy/Dockerfile
 
 eval-scifact: setup
 	$(UV) run --no-sync ragline --home .ragline-eval/scifact eval retrieval --beir ../shared/data/scifact

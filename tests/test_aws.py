@@ -342,6 +342,15 @@ def test_the_http_function_uploads_to_the_bucket_and_answers_with_a_cognito_toke
         stop()
 
 
+def unprovisioned(template, parameters):
+    """The template's stack with its parameters, and made-up ids for the resources it would create."""
+    stack = Stack.of(template, parameters=parameters)
+    stack.refs.update(Table="ragline-table", UserPool="us-east-1_pool", UserPoolClient="client", WebSocketApi="ws1",
+                      GroundingGuardrail="gr-created")
+    stack.arns.update(Table=f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ragline-table")
+    return stack
+
+
 @pytest.mark.parametrize(("parameters", "expected", "statements"), [
     ({}, {"store": "lancedb", "retriever": "store", "chat_model": "bedrock"}, set()),
     ({"KnowledgeBaseId": "KB12345678"}, {"retriever": "knowledge-base", "chat_model": "bedrock"},
@@ -374,10 +383,7 @@ def test_each_retrieval_option_of_the_template_sets_ragline_and_its_iam(monkeypa
     from ragline.settings import Settings
 
     template = load_template(TEMPLATE)
-    stack = Stack.of(template, parameters=parameters)
-    stack.refs.update(Table="ragline-table", UserPool="us-east-1_pool", UserPoolClient="client", WebSocketApi="ws1",
-                      GroundingGuardrail="gr-created")
-    stack.arns.update(Table=f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ragline-table")
+    stack = unprovisioned(template, parameters)
     for key, value in stack.environment(template).items():
         monkeypatch.setenv(key, value)
     settings = Settings()
@@ -431,3 +437,54 @@ def test_the_websocket_handler_flags_what_a_hallucinating_model_says(stack, moto
     assert verdicts and verdicts[0]["verdict"] == "unsupported" and verdicts[0]["reason"]
     assert model.corrupted[0] in verdicts[0]["text"]
     assert events[-1]["type"] == "done" and events[-1]["answer"]["supported"] < 1
+
+
+PROFILE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+
+
+@pytest.mark.parametrize(("parameters", "resources", "regions"), [
+    ({}, ["arn:aws:bedrock:*::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+          f"arn:aws:bedrock:*:{ACCOUNT}:inference-profile/anthropic.claude-3-haiku-20240307-v1:0"], ["us-east-1"]),
+    ({"ChatModelId": PROFILE, "BedrockRegions": "us-east-1,us-west-2"},
+     ["arn:aws:bedrock:*::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0",
+      f"arn:aws:bedrock:*:{ACCOUNT}:inference-profile/{PROFILE}"], ["us-east-1", "us-west-2"]),
+])
+def test_the_query_functions_may_invoke_the_configured_model_in_its_regions_only(monkeypatch, parameters, resources,
+                                                                                 regions):
+    """Not every foundation model in every region: the model (or the inference profile and the model behind it),
+    and the failover regions (or the stack's own); ragline is told the same regions."""
+    from ragline.settings import Settings
+
+    template = load_template(TEMPLATE)
+    stack = unprovisioned(template, parameters)
+    for function in ("HttpFunction", "WebSocketFunction"):
+        statements = stack.resolve(template["Resources"][function]["Properties"]["Policies"][0]["Statement"])
+        [models] = [s for s in statements if s and s.get("Sid") == "Models"]
+        assert models["Resource"] == resources
+        assert models["Condition"] == {"StringEquals": {"aws:RequestedRegion": regions}}
+        assert not any("*" in r.rsplit("/", 1)[-1] for s in statements if s and s.get("Sid") == "Models"
+                       for r in s["Resource"])
+    for key, value in stack.environment(template).items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.bedrock_regions == (regions if "BedrockRegions" in parameters else [])
+    assert settings.bedrock_model_id == parameters.get("ChatModelId", "anthropic.claude-3-haiku-20240307-v1:0")
+
+
+@pytest.mark.parametrize(("parameters", "kendra", "knowledge_base"), [
+    ({"KendraIndexId": "0" * 36}, None, None),
+    ({"KendraIndexId": "0" * 36, "KendraTenantAttribute": "tenant"}, "tenant", None),
+    ({"KnowledgeBaseId": "KB12345678", "KnowledgeBaseTenantAttribute": "owner"}, None, "owner"),
+])
+def test_the_tenant_attribute_of_kendra_and_knowledge_bases_is_a_parameter(monkeypatch, parameters, kendra,
+                                                                           knowledge_base):
+    """Unset, the managed index is shared by every signed-in user (the README says so); set, each reads their own."""
+    from ragline.settings import Settings
+
+    template = load_template(TEMPLATE)
+    env = unprovisioned(template, parameters).environment(template)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.kendra_tenant_attribute == kendra
+    assert settings.knowledge_base_tenant_attribute == knowledge_base

@@ -61,7 +61,7 @@ class Stack:
     refs: dict[str, str] = field(default_factory=dict)
     arns: dict[str, str] = field(default_factory=dict)
 
-    def resolve(self, value: Any) -> Any:  # noqa: PLR0911 (one return per intrinsic function)
+    def resolve(self, value: Any) -> Any:  # noqa: PLR0911, C901 (one return per intrinsic function)
         """Evaluate the intrinsic functions in ``value`` against this stack."""
         if isinstance(value, list):
             return [self.resolve(v) for v in value]
@@ -75,7 +75,15 @@ class Stack:
         if name == "Fn::GetAtt":
             return self.arns[arg[0]] if arg[1] == "Arn" else self.refs[arg[0]]
         if name == "Fn::Sub":
-            return re.sub(r"\$\{([\w:.]+)\}", lambda m: self._sub(m.group(1)), arg)
+            text, names = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+            return re.sub(r"\$\{([\w:.]+)\}", lambda m: str(names[m.group(1)]) if m.group(1) in names
+                          else self._sub(m.group(1)), text)
+        if name == "Fn::Join":
+            return str(arg[0]).join(str(v) for v in self.resolve(arg[1]))
+        if name == "Fn::Split":
+            return str(self.resolve(arg[1])).split(arg[0])
+        if name == "Fn::Select":
+            return self.resolve(arg[1])[int(arg[0])]
         if name == "Fn::If":
             return self.resolve(arg[1] if self.conditions[arg[0]] else arg[2])
         if name == "Fn::Equals":
@@ -94,6 +102,9 @@ class Stack:
         """A stack of the template with its parameters (defaults, then ``parameters``) and conditions evaluated."""
         params = {k: p.get("Default") for k, p in template.get("Parameters", {}).items()}
         params.update(parameters or {})
+        for key, spec in template.get("Parameters", {}).items():  # a CommaDelimitedList is a list of strings
+            if spec.get("Type") == "CommaDelimitedList" and isinstance(params[key], str):
+                params[key] = params[key].split(",")
         stack = cls(name, region, params)
         for cname, expr in template.get("Conditions", {}).items():  # in order: later ones may use earlier ones
             stack.conditions[cname] = bool(stack.resolve(expr))
@@ -121,14 +132,16 @@ class Stack:
     def environment(self, template: dict[str, Any], function: str | None = None) -> dict[str, str]:
         """A function's environment variables as the template sets them (Globals, then the function's own)."""
         env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
-        values = {k: str(self.resolve(v)) for k, v in env.items()}
+        values = {k: str(r) for k, v in env.items() if (r := self.resolve(v)) is not None}  # None: AWS::NoValue
         if function is not None:
             own = template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
             for k, v in own.items():
                 try:
-                    values[k] = str(self.resolve(v))
+                    resolved = self.resolve(v)
                 except KeyError:  # refers to a resource that is not emulated (an API Gateway id)
                     continue
+                if resolved is not None:
+                    values[k] = str(resolved)
         return values
 
 
@@ -160,8 +173,8 @@ def provision(endpoint_url: str, *, name: str = "ragline", region: str = "us-eas
     queues = of_type("AWS::SQS::Queue")
     queues.sort(key=lambda q: "RedrivePolicy" in q[1])  # dead-letter queues first
     for logical, props in queues:
-        attributes = {k: json.dumps(stack.resolve(v)) if isinstance(v, dict) else str(stack.resolve(v))
-                      for k, v in props.items()}
+        attributes = {k: json.dumps(stack.resolve(v)) if isinstance(v, dict) else str(stack.resolve(v)).lower()
+                      if isinstance(v, bool) else str(stack.resolve(v)) for k, v in props.items()}
         url = aws("sqs").create_queue(QueueName=f"{name}-{logical}", Attributes=attributes)["QueueUrl"]
         stack.refs[logical] = url
         stack.arns[logical] = aws("sqs").get_queue_attributes(

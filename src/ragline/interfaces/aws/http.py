@@ -12,13 +12,14 @@ import os
 
 
 def main() -> None:
-    """Serve the app on 127.0.0.1:$PORT (8080 by default, the adapter's)."""
+    """Serve the app on $HOST:$PORT (127.0.0.1:8080 by default, where the adapter forwards invocations)."""
     import uvicorn
 
     from ragline.interfaces.http.app import create_app
 
     port = int(os.environ.get("PORT", "8080"))  # set by the Lambda Web Adapter's contract
-    uvicorn.run(create_app(), host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=60)
+    host = os.environ.get("HOST", "127.0.0.1")  # ECS behind a load balancer: 0.0.0.0
+    uvicorn.run(create_app(), host=host, port=port, log_level="warning", timeout_keep_alive=75)
 
 
 if __name__ == "__main__":
