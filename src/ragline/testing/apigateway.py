@@ -117,7 +117,7 @@ class WebSocketGateway:
     def __enter__(self) -> WebSocketGateway:
         app = Starlette(routes=[
             WebSocketRoute(f"/{self.stage}", self._socket),
-            Route(f"/{self.stage}/@connections/{{connection}}", self._manage, methods=["POST", "GET", "DELETE"]),
+            Route(f"/{self.stage}/@connections/{{connection:path}}", self._manage, methods=["POST", "GET", "DELETE"]),
             Route("/2015-03-31/functions/{function}/invocations", self._invoke_api, methods=["POST"]),
         ])
         self.origin, self._stop = asgi_thread(app)
