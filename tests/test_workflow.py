@@ -121,12 +121,18 @@ def test_exported_state_machine_is_valid_asl(tmp_path, name) -> None:
     assert retry["JitterStrategy"] == "FULL" and retry["BackoffRate"] == 2.0
     assert (retry["IntervalSeconds"], retry["MaxAttempts"], retry["MaxDelaySeconds"]) == (1, 2, 10)
     assert "Bedrock.ThrottlingException" in retry["ErrorEquals"]
-    assert parallel["ResultSelector"] == {"family.$": "$[0].text", "performance.$": "$[1].text", "eco.$": "$[2].text"}
+    assert parallel["ResultSelector"] == {"family.$": "States.ArrayGetItem($[*].text, 0)",
+                                          "performance.$": "States.ArrayGetItem($[*].text, 1)",
+                                          "eco.$": "States.ArrayGetItem($[*].text, 2)"}
     combined = states["combined"]["Parameters"]["Body"]["messages"][0]["content"][0]["text.$"]
     assert "$.steps.adverts.family, $.steps.adverts.performance, $.steps.adverts.eco)" in combined
     if "cached" in name:
         assert states["CacheLookup"]["Resource"] == "arn:aws:states:::dynamodb:getItem"
-        assert states["CacheHit"]["Choices"][0]["Next"] == "FromCache"
+        assert states["CacheHit"]["Choices"][0]["Next"] == "CacheAge"
+        assert states["CacheFresh"]["Choices"][0] == {"Variable": "$.expires.at", "NumericGreaterThanPath": "$.now",
+                                                      "Next": "FromCache"}
+        assert states["CacheStore"]["Parameters"]["Item"]["expires_at"] == {
+            "N.$": "States.Format('{}', States.MathAdd($.now, 86400))"}
         assert states["CacheStore"]["Next"] == "Result"
 
 

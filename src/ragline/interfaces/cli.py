@@ -348,7 +348,7 @@ def workflow_group() -> None:
 @click.pass_context
 def workflow_run(ctx: click.Context, file: Path, input_json: str, sequential: bool, no_cache: bool) -> None:
     """Run a workflow with asyncio and print its result (outputs, timings per step) as JSON."""
-    from ragline.workflows.models import WorkflowModels
+    from ragline.workflows.models import S3Objects, WorkflowModels
     from ragline.workflows.run import load_workflow, run_workflow
 
     with exit_on_error():
@@ -362,7 +362,8 @@ def workflow_run(ctx: click.Context, file: Path, input_json: str, sequential: bo
         app = app_from(ctx)
         models = WorkflowModels(app.settings, workflow.max_concurrency)
         cache = None if no_cache else app.registry
-        result = run_workflow(workflow, inputs, models, cache=cache, sequential=sequential)
+        result = run_workflow(workflow, inputs, models, cache=cache, sequential=sequential,
+                              objects=S3Objects(app.settings))
         click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
 
 
@@ -383,6 +384,29 @@ def workflow_export(file: Path, bedrock_model: str | None, output: Path | None) 
         else:
             output.write_text(definition + "\n", encoding="utf-8")
             click.echo(f"wrote {output}")
+
+
+@workflow_group.command("template")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--bedrock-model", default=None, help="Bedrock model id for steps that name a local model.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the template here (default stdout).")
+def workflow_template_command(files: tuple[Path, ...], bedrock_model: str | None, output: Path | None) -> None:
+    """Write the SAM template that deploys the workflows: state machines, their roles, the cache tables."""
+    import yaml
+
+    from ragline.workflows.deploy import workflow_template
+    from ragline.workflows.export import DEFAULT_BEDROCK_MODEL
+    from ragline.workflows.run import load_workflow
+
+    with exit_on_error():
+        template = workflow_template([load_workflow(f) for f in files],
+                                     bedrock_model=bedrock_model or DEFAULT_BEDROCK_MODEL)
+        text = yaml.safe_dump(template, sort_keys=False, width=120)
+        if output is None:
+            click.echo(text)
+        else:
+            output.write_text(text, encoding="utf-8")
+            click.echo(f"wrote {output}; deploy it with: sam deploy -t {output} --guided")
 
 
 def main() -> None:

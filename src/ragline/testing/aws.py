@@ -100,7 +100,8 @@ def anthropic_problems(body: dict[str, Any]) -> list[str]:
 class FakeAWSModels:
     """Bedrock Runtime, Bedrock Agent Runtime (knowledge bases) and Kendra on 127.0.0.1, at ``endpoint_url``.
 
-    Bedrock: ConverseStream, InvokeModelWithResponseStream, InvokeModel for Titan v2, and ApplyGuardrail with a
+    Bedrock: ConverseStream, InvokeModelWithResponseStream, InvokeModel (Titan v2, and Anthropic Messages as Step
+    Functions' optimised integration calls it), and ApplyGuardrail with a
     contextual grounding check (word overlap against the thresholds given here), and Rerank. Knowledge bases:
     Retrieve, RetrieveAndGenerate, RetrieveAndGenerateStream. Kendra: Retrieve. ``passages`` are the documents
     of Kendra and the knowledge base: dicts with ``id``, ``title``, ``text``, ``uri``, ``language`` and optionally
@@ -151,10 +152,28 @@ class FakeAWSModels:
                     self._error(404, "UnknownOperationException", f"no route for {path}")
                     return
                 model_id, operation = match.groups()
-                if operation == "invoke":
+                if operation == "invoke" and model_id.startswith("amazon.titan-embed"):
                     self._titan(model_id, body)
+                elif operation == "invoke":
+                    self._message(body)
+                else:
+                    self._chat(operation, body)
+
+            def _message(self, body: dict[str, Any]) -> None:
+                """An Anthropic Messages reply (InvokeModel): the grounded answer, or echoing the last line."""
+                problems = anthropic_problems(body)
+                if problems:
+                    self._error(400, "ValidationException", "; ".join(problems))
                     return
-                self._chat(operation, body)
+                if self._step() is None:
+                    return
+                prompt = body["messages"][-1]["content"][-1]["text"]
+                text = "".join(grounded_answer(prompt))
+                if text == "I don't know.":
+                    text = "Re: " + prompt.strip().splitlines()[-1][:200]
+                self._json(200, {"id": "msg_loopback", "type": "message", "role": "assistant",
+                                 "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                                 "usage": {"input_tokens": len(prompt.split()), "output_tokens": len(text.split())}})
 
             def _chat(self, operation: str, body: dict[str, Any]) -> None:
                 problems = anthropic_problems(body) if operation == "invoke-with-response-stream" else []

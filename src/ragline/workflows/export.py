@@ -4,7 +4,13 @@ Each prompt becomes a Task on the optimized Bedrock integration (``arn:aws:state
 an Anthropic Messages body; parallel branches become a Parallel state, maps a Map state. Every Task retries
 throttling and transient Bedrock errors with exponential backoff and full jitter. Templates become
 ``States.Format`` calls over JSONPaths, so the state machine computes the same prompts as the local runner.
-With a ``cache`` block, the machine first looks the result up in DynamoDB and stores it after a run.
+With a ``cache`` block, the machine first looks the result up in DynamoDB and stores it after a run, with an
+``expires_at`` (epoch seconds, the table's TTL attribute) of the execution's ``now`` plus ``ttl_seconds``; an item
+past it is a miss even before DynamoDB deletes it. JSONPath has no clock, so a cached workflow is started with the
+time in its input (``{"now": EPOCH_SECONDS, ...}``; API Gateway's StartExecution integration can map
+``$context.requestTimeEpoch``, EventBridge Scheduler its scheduled time), and fails at once, saying so, without
+it. A map over ``items: s3://bucket/key.json`` becomes a distributed map: an ItemReader reads the JSON array,
+child executions run the items, and a ResultWriter writes the results under ``results``.
 """
 
 from __future__ import annotations
@@ -93,7 +99,9 @@ def _task(step: Step, wf: Workflow, paths: _Paths, model: str, item_name: str | 
                 "messages": [{"role": "user", "content": [content]}],
             },
         },
-        "ResultSelector": {"text.$": "$.Body.content[0].text"},
+        # not "$.Body.content[0].text": moto's interpreter returns a list for an indexed path, AWS a value; the
+        # intrinsic gives the value on both
+        "ResultSelector": {"text.$": "States.ArrayGetItem($.Body.content[*].text, 0)"},
         "Retry": _retry(step.retry or wf.retry),
     }
 
@@ -108,32 +116,55 @@ def _state(step: Step, wf: Workflow, paths: _Paths, model: str) -> dict[str, Any
         state: dict[str, Any] = {
             "Type": "Parallel",
             "Branches": branches,
-            "ResultSelector": {f"{b.id}.$": f"$[{n}].text" for n, b in enumerate(step.parallel)},
+            "ResultSelector": {f"{b.id}.$": f"States.ArrayGetItem($[*].text, {n})"
+                               for n, b in enumerate(step.parallel)},
             "ResultPath": f"$.steps.{step.id}",
         }
         for branch in step.parallel:
             paths.steps[branch.id] = f"$.steps.{step.id}.{branch.id}"
         return state
     if step.map:
-        task = _task(step, wf, paths, model, item_name=step.map.as_)
-        task["End"] = True
-        task["OutputPath"] = "$.text"
-        state = {
-            "Type": "Map",
-            "ItemsPath": paths.resolve(step.map.over, None),
-            "ItemSelector": {"item.$": "$$.Map.Item.Value", "input.$": "$.input", "steps.$": "$.steps"},
-            "MaxConcurrency": wf.max_concurrency,
-            # state names are unique across the whole machine, nested ones included
-            "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": f"{step.id}_item",
-                              "States": {f"{step.id}_item": task}},
-            "ResultPath": f"$.steps.{step.id}",
-        }
-        paths.steps[step.id] = f"$.steps.{step.id}"
-        return state
+        return _map(step, wf, paths, model)
     state = _task(step, wf, paths, model)
     state["ResultPath"] = f"$.steps.{step.id}"
     paths.steps[step.id] = f"$.steps.{step.id}.text"
     return state
+
+
+def _map(step: Step, wf: Workflow, paths: _Paths, model: str) -> dict[str, Any]:
+    assert step.map is not None
+    task = _task(step, wf, paths, model, item_name=step.map.as_)
+    task["End"] = True
+    task["OutputPath"] = "$.text"
+    state: dict[str, Any] = {
+        "Type": "Map",
+        "ItemSelector": {"item.$": "$$.Map.Item.Value", "input.$": "$.input", "steps.$": "$.steps"},
+        "MaxConcurrency": wf.max_concurrency,
+        # state names are unique across the whole machine, nested ones included
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": f"{step.id}_item",
+                          "States": {f"{step.id}_item": task}},
+        "ResultPath": f"$.steps.{step.id}",
+    }
+    if step.map.over is not None:
+        state["ItemsPath"] = paths.resolve(step.map.over, None)
+    else:  # a distributed map: items from S3, each run by a child execution, results written back to S3
+        bucket, key = s3_parts(str(step.map.items))
+        state["ItemReader"] = {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSON"},
+                               "Parameters": {"Bucket": bucket, "Key": key}}
+        state["ItemProcessor"]["ProcessorConfig"] = {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+        state["Label"] = step.id
+        if step.map.results is not None:
+            bucket, prefix = s3_parts(step.map.results)
+            state["ResultWriter"] = {"Resource": "arn:aws:states:::s3:putObject",
+                                     "Parameters": {"Bucket": bucket, "Prefix": prefix}}
+    paths.steps[step.id] = f"$.steps.{step.id}"
+    return state
+
+
+def s3_parts(url: str) -> tuple[str, str]:
+    """(bucket, key or prefix) of ``s3://bucket/key``."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key
 
 
 def _cache_key(wf: Workflow, paths: _Paths) -> dict[str, str]:
@@ -145,22 +176,42 @@ def _cache_key(wf: Workflow, paths: _Paths) -> dict[str, str]:
 def export_asl(wf: Workflow, *, bedrock_model: str = DEFAULT_BEDROCK_MODEL) -> dict[str, Any]:
     """The state machine definition for ``wf``."""
     paths = _Paths()
-    states: dict[str, Any] = {
-        "Init": {"Type": "Pass", "Parameters": {"input.$": "$", "steps": {}}},
-    }
+    states: dict[str, Any] = {}
+    init: dict[str, Any] = {"Type": "Pass", "Parameters": {"input.$": "$", "steps": {}}}
+    if wf.cache is not None:  # JSONPath has no clock: the execution's input brings the time
+        states["CheckClock"] = {
+            "Type": "Choice",
+            "Choices": [{"And": [{"Variable": "$.now", "IsPresent": True}, {"Variable": "$.now", "IsNumeric": True}],
+                         "Next": "Init"}],
+            "Default": "NoClock",
+        }
+        states["NoClock"] = {"Type": "Fail", "Error": "ragline.NoClock", "Cause": (
+            'a cached workflow is started with the time in its input: {"now": EPOCH_SECONDS, ...} (the cache '
+            "entry expires ttl_seconds after it)")}
+        init["Parameters"]["now.$"] = "$.now"
+    states["Init"] = init
     order = ["Init"]
     if wf.cache is not None:
+        dynamodb_retry = [{**_retry(wf.retry)[0], "ErrorEquals": DYNAMODB_RETRYABLE}]
+        first = wf.steps[0].id
         states["CacheLookup"] = {
             "Type": "Task",
             "Resource": "arn:aws:states:::dynamodb:getItem",
             "Parameters": {"TableName": wf.cache.table, "Key": {"pk": _cache_key(wf, paths)}},
             "ResultPath": "$.cached",
-            "Retry": [{**_retry(wf.retry)[0], "ErrorEquals": DYNAMODB_RETRYABLE}],
+            "Retry": dynamodb_retry,
         }
         states["CacheHit"] = {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.cached.Item", "IsPresent": True, "Next": "FromCache"}],
-            "Default": wf.steps[0].id,
+            "Choices": [{"Variable": "$.cached.Item.expires_at.N", "IsPresent": True, "Next": "CacheAge"}],
+            "Default": first,
+        }
+        states["CacheAge"] = {"Type": "Pass", "Parameters": {"at.$": "States.StringToJson($.cached.Item.expires_at.N)"},
+                              "ResultPath": "$.expires", "Next": "CacheFresh"}
+        states["CacheFresh"] = {  # DynamoDB deletes expired items within days; until then they are misses here
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.expires.at", "NumericGreaterThanPath": "$.now", "Next": "FromCache"}],
+            "Default": first,
         }
         states["FromCache"] = {"Type": "Pass", "Parameters": {"output.$": "$.cached.Item.output.S",
                                                                "cache": "hit"}, "End": True}
@@ -179,7 +230,7 @@ def export_asl(wf: Workflow, *, bedrock_model: str = DEFAULT_BEDROCK_MODEL) -> d
             "Parameters": {"TableName": wf.cache.table, "Item": {
                 "pk": _cache_key(wf, paths),
                 "output": {"S.$": f"States.JsonToString({final})" if final_is_list else final},
-                "created_at": {"S.$": "$$.Execution.StartTime"},
+                "expires_at": {"N.$": f"States.Format('{{}}', States.MathAdd($.now, {wf.cache.ttl_seconds}))"},
             }},
             "ResultPath": None,
             "Retry": [{**_retry(wf.retry)[0], "ErrorEquals": DYNAMODB_RETRYABLE}],
@@ -192,6 +243,6 @@ def export_asl(wf: Workflow, *, bedrock_model: str = DEFAULT_BEDROCK_MODEL) -> d
             states[here]["Next"] = after
     return {
         "Comment": f"ragline workflow {wf.name}: {wf.description}".strip(": "),
-        "StartAt": "Init",
+        "StartAt": "CheckClock" if wf.cache is not None else "Init",
         "States": states,
     }

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -51,11 +51,25 @@ class RetrySpec(BaseModel):
 
 
 class MapSpec(BaseModel):
-    """Run the step once per item of a list from the input or an earlier step."""
+    """Run the step once per item of a list.
+
+    The list comes from the input or an earlier step (``over``), or is the JSON array in an S3 object (``items:
+    s3://bucket/key.json``; on AWS a distributed map, whose results go under ``results: s3://bucket/prefix/``).
+    """
 
     model_config = ConfigDict(extra="forbid")
-    over: str
+    over: str | None = None
+    items: str | None = Field(None, pattern=r"^s3://[^/]+/.+")
+    results: str | None = Field(None, pattern=r"^s3://[^/]+/")
     as_: str = Field("item", alias="as")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MapSpec:
+        if (self.over is None) == (self.items is None):
+            raise ValueError("map: give exactly one of 'over' (a list) or 'items' (s3://bucket/key.json)")
+        if self.results is not None and self.items is None:
+            raise ValueError("map: 'results' (s3://bucket/prefix/) goes with 'items'")
+        return self
 
 
 class Step(BaseModel):
@@ -191,6 +205,18 @@ class WorkflowResult:
 ModelFactory = Callable[[str, RetrySpec], ChatModel]
 
 
+class Objects(Protocol):
+    """Reads and writes objects by ``s3://bucket/key`` URL (a map's ``items`` and ``results``)."""
+
+    def get(self, url: str) -> bytes:
+        """The object's bytes."""
+        ...
+
+    def put(self, url: str, data: bytes) -> None:
+        """Write the object."""
+        ...
+
+
 @dataclass(slots=True)
 class WorkflowRunner:
     """Runs a workflow with asyncio: parallel branches and map items concurrently, at most ``max_concurrency``."""
@@ -198,6 +224,7 @@ class WorkflowRunner:
     workflow: Workflow
     model_for: ModelFactory
     sequential: bool = False  # for benchmarks: the same work, one call at a time
+    objects: Objects | None = None  # for maps over items in S3
     _calls: int = 0
     _timings: dict[str, float] = field(default_factory=dict)
 
@@ -212,11 +239,13 @@ class WorkflowRunner:
                 outputs = await self._gather([self._prompt(b, scope, limit) for b in step.parallel])
                 scope["steps"].update({b.id: out for b, out in zip(step.parallel, outputs, strict=True)})
             elif step.map:
-                items = lookup(scope, step.map.over)
-                if not isinstance(items, Sequence) or isinstance(items, str):
-                    raise InputError(f"step {step.id!r} maps over {step.map.over!r}, which is not a list")
+                items = self._items(step, scope)
                 scopes = [{**scope, step.map.as_: item} for item in items]
-                scope["steps"][step.id] = await self._gather([self._prompt(step, s, limit) for s in scopes])
+                outputs = await self._gather([self._prompt(step, s, limit) for s in scopes])
+                scope["steps"][step.id] = outputs
+                if step.map.results:  # as a distributed map's ResultWriter would: one file of item and output
+                    self._store().put(f"{step.map.results.rstrip('/')}/{step.id}.json", json.dumps(
+                        [{"item": i, "output": o} for i, o in zip(items, outputs, strict=True)]).encode())
             else:
                 scope["steps"][step.id] = await self._prompt(step, scope, limit)
             self._timings[step.id] = time.perf_counter() - mark
@@ -224,6 +253,27 @@ class WorkflowRunner:
             output=scope["steps"][self.workflow.final_output()], steps=scope["steps"], timings=self._timings,
             total=time.perf_counter() - started, calls=self._calls,
         )
+
+    def _items(self, step: Step, scope: Mapping[str, Any]) -> Sequence[Any]:
+        assert step.map is not None
+        if step.map.over is not None:
+            items = lookup(scope, step.map.over)
+            where = repr(step.map.over)
+        else:
+            where = str(step.map.items)
+            try:
+                items = json.loads(self._store().get(where))
+            except ValueError as err:
+                raise InputError(f"step {step.id!r}: {where} is not JSON: {err}") from err
+        if not isinstance(items, Sequence) or isinstance(items, str):
+            raise InputError(f"step {step.id!r} maps over {where}, which is not a list")
+        return items
+
+    def _store(self) -> Objects:
+        if self.objects is None:
+            raise ConfigError("this workflow reads or writes S3 objects: run it with AWS credentials (and "
+                              "RAGLINE_AWS_REGION)")
+        return self.objects
 
     async def _gather(self, calls: list[Any]) -> list[str]:
         if self.sequential:
@@ -250,7 +300,7 @@ def _complete(model: ChatModel, prompt: str, max_tokens: int) -> str:
 
 def run_workflow(
     workflow: Workflow, inputs: Mapping[str, Any], model_for: ModelFactory, *, cache: Any = None,
-    sequential: bool = False,
+    sequential: bool = False, objects: Objects | None = None,
 ) -> WorkflowResult:
     """Run a workflow; with a ``cache`` block and a registry, look the result up first and store it after."""
     key = None
@@ -260,7 +310,7 @@ def run_workflow(
         if hit is not None:
             stored = json.loads(hit)
             return WorkflowResult(output=stored["output"], steps=stored["steps"], timings={}, total=0.0, cache="hit")
-    result = asyncio.run(WorkflowRunner(workflow, model_for, sequential=sequential).run(inputs))
+    result = asyncio.run(WorkflowRunner(workflow, model_for, sequential=sequential, objects=objects).run(inputs))
     if key is not None and workflow.cache is not None:
         value = json.dumps({"output": result.output, "steps": result.steps})
         cache.answer_put(key, f"workflow:{workflow.name}", value, time.time() + workflow.cache.ttl_seconds)
