@@ -347,7 +347,9 @@ def unprovisioned(template, parameters):
     stack = Stack.of(template, parameters=parameters)
     stack.refs.update(Table="ragline-table", UserPool="us-east-1_pool", UserPoolClient="client", WebSocketApi="ws1",
                       GroundingGuardrail="gr-created")
-    stack.arns.update(Table=f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ragline-table")
+    stack.arns.update(Table=f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/ragline-table",
+                      UserPool=f"arn:aws:cognito-idp:us-east-1:{ACCOUNT}:userpool/us-east-1_pool")
+    stack.refs.update(SignInDomain="ragline-123456789012")
     return stack
 
 

@@ -182,6 +182,17 @@ class Settings(BaseSettings):
     websocket_endpoint: str | None = Field(
         None, description="API Gateway Management API endpoint (default: from the WebSocket event)"
     )
+    public_websocket_url: str | None = Field(
+        None, description="the page's WebSocket when it is not this server's /v1/ws (the API Gateway WebSocket's URL)"
+    )
+    cognito_domain: str | None = Field(
+        None, description="the page signs in with this Cognito domain's hosted UI, e.g. https://NAME.auth.REGION."
+        "amazoncognito.com (authorization code with PKCE)"
+    )
+    cognito_client_id: str | None = Field(None, description="the page's Cognito app client id")
+    cognito_client_name: str | None = Field(
+        None, description="or its name, looked up in the user pool of RAGLINE_JWT_ISSUER (what the template sets)"
+    )
     websocket_answer: Literal["async", "inline"] = Field(
         "inline", description="API Gateway WebSocket: 'async' acknowledges sendMessage at once and answers from an "
         "asynchronous invocation of the same function (what the template sets: API Gateway cuts an integration at "

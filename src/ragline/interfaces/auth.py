@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,16 @@ class Authenticator:
                 return key.key
         raise AuthError("the token's signing key is not in the JWKS")
 
+    def _audiences(self) -> Iterator[str]:
+        """The app clients whose tokens count: ``jwt_audience``, then the page's (found by name, when named)."""
+        yield str(self.settings.jwt_audience)
+        s = self.settings
+        if s.cognito_client_name and s.jwt_issuer:
+            from ragline.providers.aws.cognito import app_client_id, pool_of
+
+            yield app_client_id(pool_of(s.jwt_issuer), s.cognito_client_name, s.aws_region,
+                                s.endpoint_for("cognito-idp"))
+
     def _jwt_identity(self, token: str) -> Identity:
         import jwt
 
@@ -144,11 +155,10 @@ class Authenticator:
             raise AuthError("the token has expired") from err
         except jwt.PyJWTError as err:
             raise AuthError(f"invalid token: {err}") from err
-        audience = self.settings.jwt_audience
-        if audience is not None:
+        if self.settings.jwt_audience is not None:
             # ID tokens carry 'aud'; Cognito access tokens carry the app client in 'client_id'.
             aud = claims.get("aud", claims.get("client_id"))
-            if audience not in (aud if isinstance(aud, list) else [aud]):
+            if not any(a in (aud if isinstance(aud, list) else [aud]) for a in self._audiences()):
                 raise AuthError("the token was issued for another audience")
         tenant = claims.get(self.settings.jwt_tenant_claim)
         if not isinstance(tenant, str) or not tenant:

@@ -206,11 +206,23 @@ def provision(endpoint_url: str, *, name: str = "ragline", region: str = "us-eas
         )["UserPool"]
         stack.refs[logical], stack.arns[logical] = pool["Id"], pool["Arn"]
     for logical, props in of_type("AWS::Cognito::UserPoolClient"):
+        oauth: dict[str, Any] = {k: props[k] for k in ("AllowedOAuthFlows", "AllowedOAuthScopes", "AllowedOAuthFlowsUserPoolClient",
+                                       "SupportedIdentityProviders") if k in props}
+        try:  # the page client's callback is the function's URL, which only a deployment knows
+            oauth["CallbackURLs"] = stack.resolve(props.get("CallbackURLs", []))
+        except KeyError:
+            oauth["CallbackURLs"] = []
         created = aws("cognito-idp").create_user_pool_client(
-            UserPoolId=stack.resolve(props["UserPoolId"]), ClientName=f"{name}-{logical}",
+            UserPoolId=stack.resolve(props["UserPoolId"]),
+            ClientName=stack.resolve(props.get("ClientName", f"{name}-{logical}")),
             GenerateSecret=props.get("GenerateSecret", False), ExplicitAuthFlows=props.get("ExplicitAuthFlows", []),
+            **oauth,
         )["UserPoolClient"]
         stack.refs[logical] = created["ClientId"]
+    for logical, props in of_type("AWS::Cognito::UserPoolDomain"):
+        domain = stack.resolve(props["Domain"])
+        aws("cognito-idp").create_user_pool_domain(Domain=domain, UserPoolId=stack.resolve(props["UserPoolId"]))
+        stack.refs[logical] = domain
     return stack, template
 
 

@@ -37,6 +37,7 @@ from ragline.interfaces.http.contract import (
     error_response,
     errors_for,
 )
+from ragline.interfaces.http.deployed import add_deployed_routes
 from ragline.interfaces.http.limits import BodyLimit, receive_files
 from ragline.interfaces.http.mcp_route import MCPRoute
 from ragline.interfaces.http.metrics import CountRequests, Metrics
@@ -163,6 +164,7 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
     _add_query_routes(app, service)
     _add_document_routes(app, service)
     add_websocket(app, service)
+    add_deployed_routes(app, service)
     app.openapi = configured_openapi(app, service)  # type: ignore[method-assign]
     return app
 

@@ -111,13 +111,7 @@ class _Files:
         _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
         if options.get(b"name") != b"files" or b"filename" not in options:
             return  # another form field: ignored
-        raw = options[b"filename"].decode("utf-8", "replace")
-        name = safe_name(raw)
-        suffix = next((s for s in SUPPORTED if name.lower().endswith(s)), None)
-        if suffix is None:
-            raise errors.UnsupportedTypeError(f"{name}: unsupported file type; supported: {', '.join(SUPPORTED)}")
-        if not name[: -len(suffix)].strip(". _"):
-            raise errors.UnsupportedTypeError(f"{raw!r}: a file name needs a base name before its extension")
+        name = readable_name(options[b"filename"].decode("utf-8", "replace"))
         if any(f["name"] == name for f in self.saved):
             raise errors.InputError(f"{name}: the same file name twice in one upload")
         path = self.folder / name
@@ -142,6 +136,17 @@ class _Files:
     def close(self) -> None:
         if self.out is not None:
             self.out.close()
+
+
+def readable_name(raw: str) -> str:
+    """An upload's file name made safe, if ragline can read a file of that name (else 415 with the reason)."""
+    name = safe_name(raw)
+    suffix = next((s for s in SUPPORTED if name.lower().endswith(s)), None)
+    if suffix is None:
+        raise errors.UnsupportedTypeError(f"{name}: unsupported file type; supported: {', '.join(SUPPORTED)}")
+    if not name[: -len(suffix)].strip(". _"):
+        raise errors.UnsupportedTypeError(f"{raw!r}: a file name needs a base name before its extension")
+    return name
 
 
 async def receive_files(request: Request, folder: Path, file_limit: int) -> list[dict[str, Any]]:

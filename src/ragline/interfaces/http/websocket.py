@@ -62,6 +62,8 @@ def add_websocket(app: FastAPI, service: Service) -> None:
                 if message is None:
                     continue  # not a JSON object: answered with an error event, the connection stays
                 kind = message.get("type")
+                if kind == "ping" or message.get("action") == "ping":
+                    continue  # a keep-alive (the page sends them on API Gateway; harmless here)
                 if kind == "subscribe":
                     watched.add(str(message.get("job_id")))
                 elif kind == "ask":
