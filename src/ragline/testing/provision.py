@@ -206,8 +206,9 @@ def provision(endpoint_url: str, *, name: str = "ragline", region: str = "us-eas
         )["UserPool"]
         stack.refs[logical], stack.arns[logical] = pool["Id"], pool["Arn"]
     for logical, props in of_type("AWS::Cognito::UserPoolClient"):
-        oauth: dict[str, Any] = {k: props[k] for k in ("AllowedOAuthFlows", "AllowedOAuthScopes", "AllowedOAuthFlowsUserPoolClient",
-                                       "SupportedIdentityProviders") if k in props}
+        names = ("AllowedOAuthFlows", "AllowedOAuthScopes", "AllowedOAuthFlowsUserPoolClient",
+                 "SupportedIdentityProviders")
+        oauth: dict[str, Any] = {k: props[k] for k in names if k in props}
         try:  # the page client's callback is the function's URL, which only a deployment knows
             oauth["CallbackURLs"] = stack.resolve(props.get("CallbackURLs", []))
         except KeyError:
