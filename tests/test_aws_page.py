@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
@@ -23,24 +21,13 @@ from ragline.testing.apigateway import WebSocketGateway
 from ragline.testing.cognito import HostedUI
 from ragline.testing.provision import load_template
 from test_aws import TEMPLATE, drain_all
-from test_web_page import ARTIFACTS, CHROMIUM, FLAGS
+from test_web_page import ARTIFACTS
 
 from conftest import serve
 
 EMAIL, PASSWORD = "page@example.com", "Correct-Horse-42!"
 NOTE = ("# Parking at the Lisbon office\n\n"
         "Visitors to the Lisbon office park in bay 42 on level -2; the gate code is given at reception.\n")
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (make dev does)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

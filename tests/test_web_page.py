@@ -5,7 +5,6 @@ Screenshots are saved to artifacts/ for a person to look at.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +15,7 @@ from ragline.interfaces.http import create_app
 
 from conftest import serve, write
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parents[1] / "artifacts"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 LEX = (
     "# What Is Amazon Lex?\n\n"
     "Amazon Lex is an AWS service for building conversational interfaces using voice and text.\n"
@@ -34,17 +30,6 @@ def page_url(make_app, tmp_path) -> Iterator[str]:
     url, stop = serve(create_app(app))
     yield url
     stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "install Debian's chromium (make dev does)"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield b
-        b.close()
 
 
 def test_ask_see_streamed_answer_and_open_a_citation(page_url, browser) -> None:
