@@ -19,6 +19,7 @@ from ragline.settings import Settings
 
 if TYPE_CHECKING:
     from ragline.ingest.chunking import Chunker
+    from ragline.ingest.originals import Originals
     from ragline.ingest.pipeline import Ingestor
     from ragline.providers.local.verifier import LocalVerifier
     from ragline.query.cache import AnswerCache
@@ -135,7 +136,22 @@ class Ragline:
         if self.registry.get_meta("embedder") is None:
             self.registry.set_meta("embedder", self.embedder.name)
         return Ingestor(store=store, registry=self.registry, embedder=self.embedder, chunker=self.chunker,
-                        tenant=s.tenant, language=s.language, batch_size=s.embed_batch_size)
+                        tenant=s.tenant, language=s.language, batch_size=s.embed_batch_size,
+                        originals=self.originals)
+
+    @cached_property
+    def originals(self) -> Originals | None:
+        """Where PDFs' originals are: the uploads bucket on AWS, else HOME/originals beside a local index."""
+        from ragline.ingest.originals import BucketOriginals, LocalOriginals
+
+        s = self.settings
+        if s.uploads_bucket:
+            from ragline.providers.aws.clients import client
+
+            return BucketOriginals(s.uploads_bucket, client("s3", s.aws_region, s.endpoint_for("s3")))
+        if (s.index_uri or "").startswith("s3://"):
+            return None  # the ingestion function: the upload in the bucket is the original
+        return LocalOriginals(s.home / "originals")
 
     @cached_property
     def queries(self) -> QueryEmbeddingCache:

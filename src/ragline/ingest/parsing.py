@@ -117,7 +117,7 @@ def parse_html(data: bytes, name: str) -> ParsedDocument:
     return ParsedDocument(title or h1 or _stem_title(name), sections)
 
 
-_PDFIUM = threading.Lock()  # pdfium is one C library state per process, not safe across threads
+PDFIUM_LOCK = threading.Lock()  # pdfium is one C library state per process, not safe across threads
 
 
 OCR_DPI = 300  # what Tesseract reads best: text of 10 to 12 points comes out 30 to 40 pixels high
@@ -130,7 +130,7 @@ def parse_pdf(data: bytes, name: str, limits: Limits | None = None) -> ParsedDoc
 
     limits = limits or Limits()
     ocr = ocr_engine(limits.ocr, limits.ocr_languages)
-    with _PDFIUM:
+    with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as err:

@@ -15,6 +15,7 @@ import numpy as np
 from ragline.errors import InputError, ParseError
 from ragline.ingest.bounds import Limits, bounded_lines, check_text
 from ragline.ingest.chunking import Chunker
+from ragline.ingest.originals import Originals, kept
 from ragline.ingest.parsing import CORPUS_SUFFIXES, markdown_sections, parse
 from ragline.seams import Catalog, DocumentRecord, Embedder, Store
 from ragline.types import Chunk, ParsedDocument, Section, Vectors
@@ -32,6 +33,7 @@ class SourceItem:
     sha256: str
     size: int
     load: Callable[[], ParsedDocument]
+    original: Callable[[], bytes] | None = None  # the file, for documents whose original is kept (PDFs)
 
 
 @dataclass(slots=True)
@@ -150,7 +152,8 @@ def oversized_item(doc_id: str, name: str, size: int, max_bytes: int) -> SourceI
 
 def bytes_item(doc_id: str, name: str, data: bytes, limits: Limits) -> SourceItem:
     """An item for a file's bytes, parsed by its name's suffix."""
-    return SourceItem(doc_id, hashlib.sha256(data).hexdigest(), len(data), lambda: parse(data, name, limits))
+    return SourceItem(doc_id, hashlib.sha256(data).hexdigest(), len(data), lambda: parse(data, name, limits),
+                      (lambda: data) if kept(name) else None)
 
 
 def _file_item(path: Path, limits: Limits) -> SourceItem:
@@ -161,7 +164,8 @@ def _file_item(path: Path, limits: Limits) -> SourceItem:
         return oversized_item(doc_id, path.name, size, limits.file_bytes)
     with path.open("rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
-    return SourceItem(doc_id, digest, size, lambda: parse(path.read_bytes(), path.name, limits))
+    return SourceItem(doc_id, digest, size, lambda: parse(path.read_bytes(), path.name, limits),
+                      path.read_bytes if kept(path.name) else None)
 
 
 def source_items(paths: Sequence[Path], limits: Limits | None = None) -> Iterator[SourceItem]:
@@ -204,8 +208,10 @@ class Ingestor:
         tenant: str,
         language: str,
         batch_size: int = 32,
+        originals: Originals | None = None,
     ) -> None:
         self.store, self.registry, self.embedder, self.chunker = store, registry, embedder, chunker
+        self.originals = originals
         self.tenant, self.language, self.batch_size = tenant, language, batch_size
         self.fingerprint = f"{PIPELINE_VERSION}:{chunker.tokens}:{chunker.overlap}:{embedder.name}"
 
@@ -284,6 +290,8 @@ class Ingestor:
             ]
         )
         for item, _, cs in batch:
+            if self.originals is not None and item.original is not None:
+                self.originals.put(self.tenant, item.doc_id, item.original())
             if known.get(item.doc_id, ("", ""))[1] == "ready":
                 report.updated += 1
             else:
@@ -297,6 +305,8 @@ class Ingestor:
             return False
         self.store.delete_document(self.tenant, doc_id)
         self.registry.delete(self.tenant, doc_id)
+        if self.originals is not None:
+            self.originals.delete(self.tenant, doc_id)
         self.registry.bump_index_version(self.tenant)
         return True
 

@@ -42,6 +42,7 @@ from ragline.interfaces.http.limits import BodyLimit, receive_files
 from ragline.interfaces.http.mcp_route import MCPRoute
 from ragline.interfaces.http.metrics import CountRequests, Metrics
 from ragline.interfaces.http.openai import completion, completion_chunks
+from ragline.interfaces.http.pages import add_page_routes
 from ragline.interfaces.http.websocket import add_websocket
 from ragline.interfaces.requests import STRICT, QueryRequest, Tokens, query_for, unicode_text
 from ragline.interfaces.turns import MODELS, Model, Turns
@@ -165,6 +166,7 @@ def create_app(rag: Ragline | None = None) -> FastAPI:
     _add_document_routes(app, service)
     add_websocket(app, service)
     add_deployed_routes(app, service)
+    add_page_routes(app, service)
     app.openapi = configured_openapi(app, service)  # type: ignore[method-assign]
     return app
 
