@@ -196,7 +196,7 @@ def stack(aws_env, moto_url, models, monkeypatch, tmp_path):
         "RAGLINE_TITAN_DIMENSION": "256",
         "RAGLINE_AWS_ENDPOINT_URL": moto_url,
         "RAGLINE_AWS_ENDPOINTS": json.dumps({service: models.endpoint_url for service in (
-            "bedrock-runtime", "bedrock-agent-runtime", "kendra")}),
+            "bedrock-runtime", "bedrock-agent-runtime", "kendra", "textract")}),
         # moto serves each user pool's keys here; on AWS the template's cognito-idp URL does
         "RAGLINE_JWT_JWKS": f"{moto_url}/{stack.refs['UserPool']}/.well-known/jwks.json",
         "RAGLINE_WEBSOCKET_ENDPOINT": moto_url,

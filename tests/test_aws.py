@@ -18,6 +18,8 @@ from ragline.interfaces.aws import handlers
 from ragline.seams import Identity
 from ragline.testing.provision import ACCOUNT, Stack, load_template
 
+from conftest import needs_tesseract
+
 TEMPLATE = Path(__file__).resolve().parents[1] / "deploy" / "template.yaml"
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -490,3 +492,24 @@ def test_the_tenant_attribute_of_kendra_and_knowledge_bases_is_a_parameter(monke
     settings = Settings()
     assert settings.kendra_tenant_attribute == kendra
     assert settings.knowledge_base_tenant_attribute == knowledge_base
+
+
+@needs_tesseract()  # the loopback Textract reads with Tesseract
+def test_a_scanned_pdf_in_the_bucket_is_read_by_textract_and_answered(stack, moto_url, models):
+    """Lambda has no Tesseract: the template's ingestion reads scanned pages with Textract (RAGLINE_OCR=textract)."""
+    s3 = aws("s3", moto_url)
+    token, sub = sign_in(stack, moto_url)
+    s3.put_object(Bucket=stack.refs["DocumentsBucket"], Key=f"uploads/{sub}/scan.pdf",
+                  Body=(FIXTURES / "pdf" / "non_text_searchable.pdf").read_bytes())
+    results = drain_all(stack, moto_url)
+    assert results and all(r["batchItemFailures"] == [] for r, _ in results)
+    calls = [r for r in models.requests if r["target"] == "Textract.DetectDocumentText"]
+    assert len(calls) == 1 and "Bytes" in calls[0]["body"]["Document"]  # one page, sent as bytes
+    record = handlers._rag().registry.get(sub, "scan.pdf")
+    assert record is not None and record.status == "ready"
+    assert handlers.websocket(ws_event("$connect", "conn-scan", token=token))["statusCode"] == 200
+    handlers.websocket(ws_event("sendMessage", "conn-scan", {
+        "action": "sendMessage", "question": "What is an example of a non-text-searchable PDF?"}), LambdaContext(30))
+    done = posted("conn-scan")[-1]
+    assert done["type"] == "done" and done["answer"]["sources"][0]["doc_id"] == "scan.pdf"
+    assert done["answer"]["sources"][0]["page"] == 1

@@ -222,8 +222,9 @@ class Settings(BaseSettings):
     max_compression_ratio: int = Field(100, ge=2, description="how many times a zip part or a gzip stream may "
                                        "expand (past its first MiB)")
     max_document_chars: int = Field(20_000_000, ge=1, description="characters of text one document may yield")
-    ocr: Literal["auto", "tesseract", "off"] = Field("auto", description="read scanned PDF pages and images: auto "
-                                                     "(when Tesseract is installed), tesseract (required), off")
+    ocr: Literal["auto", "tesseract", "textract", "off"] = Field(
+        "auto", description="read scanned PDF pages and images: auto (Tesseract when installed), tesseract "
+        "(required), textract (Amazon Textract's DetectDocumentText; what the Lambda ingest function uses), off")
     ocr_languages: str = Field("eng", description="Tesseract languages, e.g. eng+deu (their packages installed)")
     max_ocr_pages: int = Field(300, ge=1, description="pages of one document read by OCR")
     max_job_attempts: int = Field(3, ge=1, description="times an ingestion job is started before it is failed")

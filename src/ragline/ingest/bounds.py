@@ -40,12 +40,15 @@ class Limits:
     ocr: str = "auto"  # and what parsing may do: read pictures (auto: when Tesseract is installed; off)
     ocr_languages: str = "eng"
     ocr_pages: int = 300  # pages of one document read by OCR (a page takes seconds)
+    ocr_region: str | None = None  # Textract's region and endpoint (RAGLINE_OCR=textract)
+    ocr_endpoint: str | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
         """The limits the settings configure."""
         return cls(settings.max_file_bytes, settings.max_expanded_bytes, settings.max_compression_ratio,
-                   settings.max_document_chars, settings.ocr, settings.ocr_languages, settings.max_ocr_pages)
+                   settings.max_document_chars, settings.ocr, settings.ocr_languages, settings.max_ocr_pages,
+                   settings.aws_region, settings.endpoint_for("textract"))
 
 
 def _mb(n: float) -> str:

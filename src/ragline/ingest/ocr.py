@@ -1,4 +1,4 @@
-"""Reading text from pictures: scanned PDF pages and image files, offline, with Tesseract.
+"""Reading text from pictures: scanned PDF pages and image files, offline with Tesseract (or on AWS with Textract).
 
 Tesseract 5 (the program: ``apt install tesseract-ocr``, ``brew install tesseract``) through pytesseract (its
 well-kept Python wrapper, Apache-2.0, pure Python). Chosen over rapidocr-onnxruntime after measuring both with
@@ -80,11 +80,63 @@ class TesseractOCR:
         return ReadPage(text, words, *image.size)
 
 
+class TextractOCR:
+    """OCR with Amazon Textract's DetectDocumentText (the ingestion function on AWS: no Tesseract in Lambda).
+
+    One synchronous call per page image (PNG, at most 10 MB and 10,000 pixels a side, as the API documents; larger
+    renders are scaled down); throttling is retried by the one retry policy; the words' boxes come back relative to
+    the page and are returned in the image's pixels. Priced per page (about $1.50 per 1,000).
+    """
+
+    name = "textract"
+    MAX_BYTES = 10 * 1024 * 1024
+    MAX_SIDE = 10_000
+
+    def __init__(self, region: str | None = None, endpoint_url: str | None = None) -> None:
+        self.region, self.endpoint_url = region, endpoint_url
+
+    def read(self, image: Any) -> ReadPage:
+        """Read a PIL image."""
+        import io
+
+        from ragline.errors import ModelUnavailableError
+        from ragline.providers.aws.clients import call_mapped, client
+        from ragline.resilience import RetryPolicy
+
+        if max(image.size) > self.MAX_SIDE:
+            image = image.copy()
+            image.thumbnail((self.MAX_SIDE, self.MAX_SIDE))
+        out = io.BytesIO()
+        image.convert("L").save(out, format="PNG", optimize=True)
+        if out.tell() > self.MAX_BYTES:
+            raise ParseError(f"a page image of {out.tell()} bytes is over Textract's 10 MB")
+        api = client("textract", self.region, self.endpoint_url)
+        reply = RetryPolicy().run(
+            lambda: call_mapped(lambda: api.detect_document_text(Document={"Bytes": out.getvalue()}),
+                                "Textract DetectDocumentText", transient={
+                                    "ThrottlingException", "ProvisionedThroughputExceededException",
+                                    "InternalServerError"}, permanent=ParseError),
+            transient=lambda err: isinstance(err, ModelUnavailableError))
+        width, height = image.size
+        lines = [b["Text"] for b in reply.get("Blocks", []) if b["BlockType"] == "LINE"]
+        words = []
+        for block in reply.get("Blocks", []):
+            if block["BlockType"] == "WORD":
+                box = block["Geometry"]["BoundingBox"]
+                words.append(Word(block["Text"], round(box["Left"] * width), round(box["Top"] * height),
+                                  round(box["Width"] * width), round(box["Height"] * height),
+                                  float(block.get("Confidence", 0.0))))
+        return ReadPage("\n".join(lines), words, width, height)
+
+
 @cache
-def ocr_engine(mode: str, languages: str) -> TesseractOCR | None:
-    """The OCR engine the settings ask for: ``auto`` (Tesseract when installed), ``tesseract`` or ``off``."""
+def ocr_engine(mode: str, languages: str, region: str | None = None,
+               endpoint_url: str | None = None) -> TesseractOCR | TextractOCR | None:
+    """The OCR engine the settings ask for: ``auto`` (Tesseract when installed), ``tesseract``, ``textract``, off."""
     if mode == "off":
         return None
+    if mode == "textract":
+        return TextractOCR(region, endpoint_url)
     try:
         return TesseractOCR(languages)
     except ConfigError:

@@ -129,7 +129,7 @@ def parse_pdf(data: bytes, name: str, limits: Limits | None = None) -> ParsedDoc
     import pypdfium2 as pdfium
 
     limits = limits or Limits()
-    ocr = ocr_engine(limits.ocr, limits.ocr_languages)
+    ocr = ocr_engine(limits.ocr, limits.ocr_languages, limits.ocr_region, limits.ocr_endpoint)
     with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(data)
@@ -177,7 +177,7 @@ def parse_image(data: bytes, name: str, limits: Limits | None = None) -> ParsedD
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     limits = limits or Limits()
-    ocr = ocr_engine(limits.ocr, limits.ocr_languages)
+    ocr = ocr_engine(limits.ocr, limits.ocr_languages, limits.ocr_region, limits.ocr_endpoint)
     if ocr is None:
         raise ParseError(f"{name}: an image is read by OCR, which is {'off' if limits.ocr == 'off' else 'missing'}; "
                          f"{INSTALL}" + (" and set RAGLINE_OCR=auto" if limits.ocr == "off" else ""))

@@ -1,10 +1,10 @@
-"""A loopback stand-in for Bedrock Runtime and Kendra, speaking their wire protocols, for tests and demos.
+"""A loopback stand-in for Bedrock Runtime, Kendra and Textract, speaking their wire protocols, for tests and demos.
 
-moto serves S3, DynamoDB, SQS, Cognito and the API Gateway Management API; it has no streaming Bedrock and no
-Kendra. This server answers the real boto3 client: HTTP errors in the AWS JSON error format, and streams in the
+moto serves S3, DynamoDB, SQS, Cognito and the API Gateway Management API; it has no streaming Bedrock, no Kendra.
+This server answers the real boto3 client: HTTP errors in the AWS JSON error format, and streams in the
 ``application/vnd.amazon.eventstream`` binary framing (prelude, headers, payload, CRC32s), so botocore's own
-parsers decode everything. It checks request bodies against the documented shapes (a 400
-``ValidationException`` like Bedrock's when they are wrong) and records every request.
+parsers decode everything. It checks request bodies against the documented shapes (a 400 ``ValidationException``
+like Bedrock's when they are wrong) and records every request.
 
 The chat answer is the first sentence of the numbered source [1] in the prompt, cited, so end-to-end tests see a
 grounded answer. ``script`` injects faults, one entry per chat request (the last repeats): ``ok``, ``throttle``
@@ -29,6 +29,7 @@ from urllib.parse import unquote
 from ragline.testing.bedrock_rerank import rerank_problems, rerank_response
 from ragline.testing.fakes import FakeEmbedder, QuietServer
 from ragline.testing.guardrail import assess, guardrail_problems
+from ragline.testing.textract import detect_document_text
 
 _WORD = re.compile(r"\w+")
 _SOURCE_ONE = re.compile(r"^\[1\] [^\n]*\n([^\n]+)", re.MULTILINE)
@@ -98,23 +99,21 @@ def anthropic_problems(body: dict[str, Any]) -> list[str]:
 
 
 class FakeAWSModels:
-    """Bedrock Runtime, Bedrock Agent Runtime (knowledge bases) and Kendra on 127.0.0.1, at ``endpoint_url``.
+    """Bedrock Runtime and Agent Runtime, Kendra and Textract on 127.0.0.1, at ``endpoint_url``.
 
-    Bedrock: ConverseStream, InvokeModelWithResponseStream, InvokeModel (Titan v2, and Anthropic Messages as Step
-    Functions' optimised integration calls it), and ApplyGuardrail with a
-    contextual grounding check (word overlap against the thresholds given here), and Rerank. Knowledge bases:
-    Retrieve, RetrieveAndGenerate, RetrieveAndGenerateStream. Kendra: Retrieve. ``passages`` are the documents
-    of Kendra and the knowledge base: dicts with ``id``, ``title``, ``text``, ``uri``, ``language`` and optionally
-    ``tenant`` (knowledge-base metadata).
+    Bedrock: ConverseStream, InvokeModelWithResponseStream, InvokeModel (Titan v2; Anthropic Messages, as Step
+    Functions calls it), ApplyGuardrail's grounding check (word overlap against the thresholds given), Rerank.
+    Knowledge bases: Retrieve, RetrieveAndGenerate(Stream). Kendra: Retrieve. Textract: DetectDocumentText.
+    ``passages`` are Kendra's and the knowledge base's documents: dicts with ``id``, ``title``, ``text``, ``uri``,
+    ``language`` and optionally ``tenant`` (knowledge-base metadata).
     """
 
     def __init__(self, script: Sequence[str] = ("ok",), passages: Sequence[dict[str, str]] = (),
                  grounding_threshold: float = 0.75, relevance_threshold: float = 0.0) -> None:
         self.script = list(script)
         self.grounding_threshold, self.relevance_threshold = grounding_threshold, relevance_threshold
-        self.passages = list(passages)
         self.requests: list[dict[str, Any]] = []
-        self.kendra_delay = 0.0  # seconds Kendra's Retrieve takes
+        self.passages, self.kendra_delay = list(passages), 0.0  # the delay of Kendra's Retrieve, seconds
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -131,6 +130,9 @@ class FakeAWSModels:
                 body = json.loads(raw) if raw else {}
                 owner.requests.append({"path": path, "target": target, "body": body,
                                        "auth": self.headers.get("Authorization", "")})
+                if target == "Textract.DetectDocumentText":
+                    self._json(*detect_document_text(body))
+                    return
                 if target.endswith(".Retrieve"):
                     time.sleep(owner.kendra_delay)
                     self._json(200, owner.kendra_retrieve(body))

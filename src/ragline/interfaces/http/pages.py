@@ -30,7 +30,7 @@ def add_page_routes(app: FastAPI, service: Service) -> None:
         view = service.rag.for_tenant(service.tenant(request))
         s = service.settings
         return PageViews(view.registry, view.originals, s.home / "cache" / "pages", view.settings.tenant,
-                         ocr_engine(s.ocr, s.ocr_languages))
+                         ocr_engine(s.ocr, s.ocr_languages, s.aws_region, s.endpoint_for("textract")))
 
     @app.get("/v1/pages", response_class=Response, responses={
         200: {"content": {"image/png": {}}, "description": "the page, rendered"}, **errors_for(404, 415, 422)})
