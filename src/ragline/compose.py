@@ -417,7 +417,13 @@ def _bedrock_reranker(s: Settings) -> Reranker:
                            timeout=s.request_timeout, policy=RetryPolicy.from_settings(s))
 
 
-RERANKERS.update(none=_no_reranker, http=_http_reranker, bedrock=_bedrock_reranker)
+def _onnx_reranker(s: Settings) -> Reranker:
+    from ragline.providers.local.cross_encoder import CrossEncoderReranker
+
+    return CrossEncoderReranker(s.rerank_model, s.rerank_tokenizer, threads=s.n_threads or 0)
+
+
+RERANKERS.update(none=_no_reranker, http=_http_reranker, bedrock=_bedrock_reranker, onnx=_onnx_reranker)
 
 
 def _local_verifier(app: Ragline) -> Verifier:

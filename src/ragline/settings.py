@@ -59,11 +59,14 @@ class Settings(BaseSettings):
     )
     fusion_alpha: float = Field(0.7, ge=0, le=1, description="convex fusion: the weight of the vector score")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
-    reranker: Literal["none", "http", "bedrock"] = Field(
-        "none", description="second stage: none, http (any /rerank endpoint) or bedrock (Bedrock Rerank)")
+    reranker: Literal["none", "http", "bedrock", "onnx"] = Field(
+        "none", description="second stage: none, http (any /rerank endpoint), bedrock (Bedrock Rerank) or onnx (a "
+        "cross-encoder ONNX file, RAGLINE_RERANK_MODEL, with its tokenizer.json)")
     rerank_url: str | None = Field(None, description="base URL of the /rerank endpoint (TEI, Infinity, Cohere, ...)")
     rerank_model: str = Field("", description="model name sent to the rerank endpoint (Cohere-style APIs); for "
-                              "bedrock, the model id (amazon.rerank-v1:0, cohere.rerank-v3-5:0) or ARN")
+                              "bedrock, the model id (amazon.rerank-v1:0, cohere.rerank-v3-5:0) or ARN; for onnx, "
+                              "the model file")
+    rerank_tokenizer: str | None = Field(None, description="onnx: the tokenizer.json (default: beside the model)")
     rerank_api: Literal["cohere", "tei"] = Field("cohere", description="request shape: cohere (also Jina, "
                                                  "Infinity, llama-server) or tei (Text Embeddings Inference)")
     rerank_api_key_env: str = Field("RERANK_API_KEY", description="name of the env var holding the rerank key")

@@ -1,6 +1,7 @@
 """The Reranker contract over the HTTP reranker in both request shapes (Cohere-style and Text Embeddings
-Inference), against the loopback ``/rerank`` endpoint that answers 422 to a body of the wrong shape; and the
-engine with a reranker: it retrieves ``rerank_depth`` passages and answers from the reranked ``k``."""
+Inference), against the loopback ``/rerank`` endpoint that answers 422 to a body of the wrong shape; Bedrock Rerank
+against the loopback Bedrock; a cross-encoder ONNX file run by onnxruntime; and the engine with a reranker: it
+retrieves ``rerank_depth`` passages and answers from the reranked ``k``."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ HITS = [Hit(Chunk(f"c{n}", f"doc{n}.md", 0, text), 0.5) for n, text in enumerate
     "Amazon Lex builds chatbots with voice and text."])]
 
 
-@pytest.fixture(params=["cohere", "tei", "bedrock"])
+@pytest.fixture(params=["cohere", "tei", "bedrock", "onnx"])
 def reranker(request: pytest.FixtureRequest) -> Iterator[Reranker]:
+    if request.param == "onnx":  # a cross-encoder file the user points to (a tiny lexical one, built here)
+        yield onnx_reranker(request.getfixturevalue("tmp_path"))
+        return
     if request.param == "bedrock":  # the loopback Bedrock, through boto3 (botocore validates the request)
         from ragline.providers.aws.rerank import BedrockReranker
         from ragline.testing.aws import FakeAWSModels
@@ -81,3 +85,35 @@ def test_the_engine_answers_from_the_reranked_passages(make_app, tmp_path) -> No
         asked = fake.requests[-1]["body"]
     assert len(asked["documents"]) == 4 and asked["top_n"] == 1  # rerank_depth retrieved, k kept
     assert answer.sources[0].doc_id.endswith("doc2.md") and "rerank" in answer.timings
+
+
+def onnx_reranker(folder, classes=1):
+    """The ONNX reranker over a tiny lexical cross-encoder with MiniLM's tokenizer.json beside it."""
+    import shutil
+    from importlib import resources
+
+    from ragline.providers.local.cross_encoder import CrossEncoderReranker
+    from ragline.testing.cross_encoder import lexical_cross_encoder
+
+    model = lexical_cross_encoder(folder / "cross-encoder" / "model.onnx", classes)
+    with resources.as_file(resources.files("ragline").joinpath("assets/minilm/tokenizer.json")) as vocab:
+        shutil.copy(vocab, model.with_name("tokenizer.json"))
+    return CrossEncoderReranker(str(model), batch_size=3)
+
+
+def test_an_onnx_cross_encoder_with_two_classes_and_what_is_refused(tmp_path) -> None:
+    from ragline.errors import ConfigError
+    from ragline.providers.local.cross_encoder import CrossEncoderReranker
+
+    two = onnx_reranker(tmp_path / "two", classes=2)  # [not relevant, relevant] logits: the second counts
+    ranked = two.rerank("how long must passports be valid", HITS, k=4)
+    assert ranked[0].chunk.id == "c2" and ranked[0].score > ranked[-1].score
+    assert two.name == "onnx:model.onnx"
+    with pytest.raises(ConfigError, match="is not a file"):
+        CrossEncoderReranker(str(tmp_path / "missing.onnx"))
+    bogus = tmp_path / "bogus" / "model.onnx"
+    bogus.parent.mkdir()
+    bogus.write_bytes(b"not a model")
+    (bogus.parent / "tokenizer.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not an ONNX model"):
+        CrossEncoderReranker(str(bogus))
