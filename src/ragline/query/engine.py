@@ -49,6 +49,7 @@ from ragline.types import (
 )
 
 log = logging.getLogger("ragline")
+SECOND_LOOK = 15  # passages past the k best that the relevance gate may take one from
 
 
 def log_stage(stage: str, seconds: float, **extra: object) -> None:
@@ -207,6 +208,9 @@ class Engine:
             mark = time.perf_counter()
             with within(deadline):
                 why_not = self.gate.unanswerable(search_text(query.question, query.history), sources)
+                if why_not and not self.responder.retrieves:
+                    hits, why_not = self._second_look(query, hits, why_not)
+                    sources = self.sources(hits)
             run.lap("gate", mark, answerable=not why_not)
         if (hits or self.responder.retrieves) and not why_not:
             events = self.responder.respond(query, sources, tenant=self.tenant, deadline=deadline)
@@ -245,6 +249,23 @@ class Engine:
         yield from answer.sentences
         yield UsageEvent(answer.usage)
         yield Done(answer)
+
+    def _second_look(self, query: Query, hits: list[Hit], why_not: str) -> tuple[list[Hit], str]:
+        """The gate found the best k unable to answer: look deeper for one passage that makes them able.
+
+        The k-th passage is swapped for the first of the next ``SECOND_LOOK`` whose company the gate accepts: a
+        question naming something (a reserved word, an instance type) that only a lower-ranked passage of the right
+        page contains is answered from it instead of declined.
+        """
+        text = search_text(query.question, query.history)
+        deeper = self.retrieve(text, k=len(hits) + SECOND_LOOK, mode=query.mode, filters=dict(query.filters))
+        seen = {h.chunk.id for h in hits}
+        keep = hits[:-1] if len(hits) > 1 else []
+        for candidate in [h for h in deeper if h.chunk.id not in seen][:SECOND_LOOK]:
+            trial = [*keep, candidate]
+            if self.gate is not None and not self.gate.unanswerable(text, self.sources(trial)):
+                return trial, ""
+        return hits, why_not
 
     def ask(self, query: Query) -> Answer:
         """The whole answer at once; the stream's error is raised as the RaglineError it came from."""
