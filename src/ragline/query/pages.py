@@ -33,29 +33,33 @@ class PageViews:
                  ocr: Any = None) -> None:
         self.registry, self.originals, self.cache, self.tenant, self.ocr = registry, originals, cache, tenant, ocr
 
-    def _original(self, doc_id: str) -> tuple[str, bytes]:
+    def _version(self, doc_id: str) -> str:
+        """The document's version (what the caches are keyed by), once it is known to be this tenant's PDF."""
         record = self.registry.get(self.tenant, doc_id)
         if record is None:
             raise NotFoundError(f"no such document: {doc_id}")
         if not kept(doc_id):
             raise UnsupportedTypeError(f"{doc_id}: pages are shown for PDF documents")
+        return record.sha256
+
+    def _data(self, doc_id: str) -> bytes:
+        """The original's bytes (a read of S3 on AWS: only when no cache answers)."""
         data = self.originals.get(self.tenant, doc_id) if self.originals is not None else None
         if data is None:
             raise NotFoundError(f"{doc_id}: its original is not kept (it was ingested before ragline kept them, "
                                 "or from a JSONL corpus); ingest the file again to show its pages")
-        return record.sha256, data
+        return data
 
     def _cached(self, version: str, page: int, kind: str) -> Path:
         return self.cache / f"{hashlib.sha256(f'{self.tenant}:{version}'.encode()).hexdigest()[:32]}-{page}.{kind}"
 
     def image(self, doc_id: str, page: int) -> bytes:
         """The page as PNG."""
-        version, data = self._original(doc_id)
-        path = self._cached(version, page, "png")
+        path = self._cached(self._version(doc_id), page, "png")
         if not path.exists():
             import io
 
-            picture = _render(data, page, doc_id)
+            picture = _render(self._data(doc_id), page, doc_id)
             out = io.BytesIO()
             picture.save(out, format="PNG", optimize=True)
             self.cache.mkdir(parents=True, exist_ok=True)
@@ -64,7 +68,7 @@ class PageViews:
 
     def boxes(self, doc_id: str, page: int, text: str) -> dict[str, Any]:
         """Where ``text`` stands on the page: ``{width, height, rects: [{x, y, w, h}], found}`` in image pixels."""
-        version, data = self._original(doc_id)
+        version, data = self._version(doc_id), self._data(doc_id)
         pieces = [p for p in (_norm(s) for s in _SENTENCE.split(text)) if len(p) >= 12] or [_norm(text)]
         import pypdfium2 as pdfium
 

@@ -174,9 +174,8 @@ class _Poster:
     def __call__(self, payload: dict[str, Any]) -> bool:
         if self.gone or self.failed:
             return False
-        tagged = payload if self.turn is None else {"id": self.turn, **payload}
         try:
-            for frame in frames(tagged, MESSAGE_LIMIT):
+            for frame in frames(self._tagged(payload), MESSAGE_LIMIT):
                 self._post(frame)
         except Exception as err:
             if error_code(err) == "GoneException":
@@ -190,6 +189,10 @@ class _Poster:
             return False
         return True
 
+    def _tagged(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The wire object with the turn's ``id`` (as the local WebSocket sends it)."""
+        return payload if self.turn is None else {"id": self.turn, **payload}
+
     def _post(self, frame: dict[str, Any]) -> None:
         data = json.dumps(frame, ensure_ascii=False).encode()
         self.policy.run(lambda: self.api.post_to_connection(ConnectionId=self.connection, Data=data),
@@ -198,9 +201,9 @@ class _Poster:
 
     def _tell(self, err: RaglineError) -> None:
         """Best effort: the client learns why the answer stopped (the failure may be for every post)."""
-        note = error_json(err) if self.turn is None else {"id": self.turn, **error_json(err)}
         try:
-            self.api.post_to_connection(ConnectionId=self.connection, Data=json.dumps(note).encode())
+            self.api.post_to_connection(ConnectionId=self.connection,
+                                        Data=json.dumps(self._tagged(error_json(err))).encode())
         except Exception as again:
             log.warning(json.dumps({"stage": "websocket", "connection": self.connection, "error_post": str(again)}))
 

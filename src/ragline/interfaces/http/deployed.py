@@ -14,6 +14,7 @@ follows ``GET /v1/documents/NAME`` until it is ready or failed.
 from __future__ import annotations
 
 import mimetypes
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -103,11 +104,14 @@ def presigned_upload(settings: Settings, tenant: str, body: UploadRequest) -> di
 
 
 def _s3(settings: Settings) -> Any:
-    """An S3 client for signing; path-style addressing when an endpoint is set (moto, LocalStack)."""
+    return _signing_client(settings.aws_region, settings.endpoint_for("s3"))
+
+
+@lru_cache(maxsize=4)
+def _signing_client(region: str | None, endpoint: str | None) -> Any:
+    """An S3 client for signing, built once (~50 ms); path-style addressing when an endpoint is set (moto)."""
     import boto3
     from botocore.config import Config
 
-    endpoint = settings.endpoint_for("s3")
     config = Config(signature_version="s3v4", s3={"addressing_style": "path"} if endpoint else {})
-    return boto3.session.Session().client("s3", region_name=settings.aws_region, endpoint_url=endpoint,
-                                          config=config)
+    return boto3.session.Session().client("s3", region_name=region, endpoint_url=endpoint, config=config)
