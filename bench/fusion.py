@@ -1,4 +1,5 @@
-"""Hybrid fusion side by side: RRF and convex fusion at several weights, on the same vector and BM25 rankings.
+"""Hybrid fusion side by side: RRF, convex and adaptive fusion at several weights, on the same vector and BM25
+rankings.
 
     uv run python bench/fusion.py beir --home .ragline-eval/scifact --beir ../shared/data/scifact
     uv run python bench/fusion.py qa --home .ragline-eval/aws-docs-400 --qa ../shared/data/aws-docs/qa.csv
@@ -36,6 +37,7 @@ def fusions(k: int, depth: int, alphas: Sequence[float]) -> dict[str, Callable[[
         "rrf60-firsts": lambda r: fuse(r, k, 60, keep_vector_first=True)}
     for a in alphas:
         out[f"convex{a:g}"] = lambda r, a=a: fuse_convex(r, k, a, depth)
+        out[f"adaptive{a:g}"] = lambda r, a=a: fuse_convex(r, k, a, depth, adaptive=True, keep_vector_first=True)
     return out
 
 

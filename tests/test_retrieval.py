@@ -4,7 +4,7 @@ import pytest
 
 from ragline.ingest.pipeline import expand_paths, source_items
 from ragline.providers.local.lancedb import where_clause
-from ragline.query.retrieval import fuse, fuse_convex
+from ragline.query.retrieval import bm25_weight, fuse, fuse_convex
 from ragline.types import Chunk, Hit
 
 from conftest import write
@@ -111,6 +111,28 @@ def test_a_strong_vector_hit_survives_fusion_when_bm25_is_flat() -> None:
     sharp_bm25 = [hit("identifier", 9.0), hit("index", 1.0)]
     vector = [hit("paraphrase", 0.80), hit("identifier", 0.74)]
     assert fuse_convex({"vector": vector, "bm25": sharp_bm25}, k=1, depth=2)[0].chunk.id == "identifier"
+
+
+def test_adaptive_fusion_weighs_bm25_by_how_well_it_separates_the_chunks() -> None:
+    """A company's name in its own 10-Q: every chunk matches it and BM25's best scores barely differ, so BM25 is
+    noise and the vector search decides; a rare identifier makes BM25 sharp, and then it counts in full."""
+    def hits(*pairs: tuple[str, float]) -> list[Hit]:
+        return [Hit(Chunk(cid, "d", 0, cid), score) for cid, score in pairs]
+
+    flat = hits(*[(f"filler{i}", 10.0 - i * 0.15) for i in range(12)])
+    sharp = hits(("identifier", 20.0), *[(f"filler{i}", 9.0 - i * 0.1) for i in range(11)])
+    assert bm25_weight(flat) < 0.25  # its best is 1.16 x its 10th
+    assert bm25_weight(sharp) == 1.0
+    assert bm25_weight(sharp[:3]) == 1.0  # BM25 matched few chunks: it discriminates
+    vector = hits(("revenue", 0.80), ("filler0", 0.77), ("identifier", 0.73))
+    fixed = fuse_convex({"vector": vector, "bm25": flat}, k=1, alpha=0.7, depth=12)
+    adaptive = fuse_convex({"vector": vector, "bm25": flat}, k=1, alpha=0.7, depth=12, adaptive=True)
+    assert fixed[0].chunk.id == "filler0" and adaptive[0].chunk.id == "revenue"
+    assert fuse_convex({"vector": vector, "bm25": sharp}, k=1, alpha=0.7, depth=12,
+                       adaptive=True)[0].chunk.id == "identifier"
+    # the vector search's first hit is kept, in the last place, when the fused order leaves it out
+    kept = fuse_convex({"vector": vector, "bm25": sharp}, k=2, alpha=0.3, depth=12, keep_vector_first=True)
+    assert [h.chunk.id for h in kept] == ["identifier", "revenue"]
 
 
 def test_hybrid_takes_fusion_depth_chunks_from_each_ranking(app, make_store_app, monkeypatch) -> None:

@@ -53,11 +53,13 @@ class Settings(BaseSettings):
 
     retrieval: RetrievalMode = "hybrid"
     k: int = Field(5, ge=1, le=100, description="sources retrieved for an answer")
-    fusion: Literal["rrf-firsts", "rrf", "convex"] = Field(
-        "rrf-firsts", description="hybrid fusion: rrf-firsts (reciprocal rank fusion that keeps the vector search's "
-        "first hit among the k), rrf, or convex (cosine and BM25 over its best score)"
+    fusion: Literal["adaptive", "rrf-firsts", "rrf", "convex"] = Field(
+        "adaptive", description="hybrid fusion: adaptive (convex fusion whose BM25 weight shrinks when BM25's "
+        "ranking is flat, keeping the vector search's first hit), rrf-firsts (reciprocal rank fusion that keeps the "
+        "vector search's first hit among the k), rrf, or convex (cosine and BM25 over its best score)"
     )
-    fusion_alpha: float = Field(0.7, ge=0, le=1, description="convex fusion: the weight of the vector score")
+    fusion_alpha: float = Field(
+        0.7, ge=0, le=1, description="convex and adaptive fusion: the weight of the vector score (adaptive: at least)")
     rrf_k: int = Field(60, ge=1, description="reciprocal rank fusion constant")
     reranker: Literal["none", "http", "bedrock", "onnx"] = Field(
         "none", description="second stage: none, http (any /rerank endpoint), bedrock (Bedrock Rerank) or onnx (a "

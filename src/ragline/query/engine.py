@@ -50,6 +50,7 @@ from ragline.types import (
 
 log = logging.getLogger("ragline")
 SECOND_LOOK = 15  # passages past the k best that the relevance gate may take one from
+SECOND_LOOK_WORDS = 3  # ... and, for a hybrid search, BM25's best (the passages that hold the question's words)
 
 
 def log_stage(stage: str, seconds: float, **extra: object) -> None:
@@ -253,15 +254,19 @@ class Engine:
     def _second_look(self, query: Query, hits: list[Hit], why_not: str) -> tuple[list[Hit], str]:
         """The gate found the best k unable to answer: look deeper for one passage that makes them able.
 
-        The k-th passage is swapped for the first of the next ``SECOND_LOOK`` whose company the gate accepts: a
-        question naming something (a reserved word, an instance type) that only a lower-ranked passage of the right
-        page contains is answered from it instead of declined.
+        The k-th passage is swapped for the first of the next ``SECOND_LOOK`` (then of BM25's ``SECOND_LOOK_WORDS``
+        best) whose company the gate accepts: a question naming something (a reserved word, an instance type) that
+        only a lower-ranked passage of the right page contains is answered from it instead of declined.
         """
         text = search_text(query.question, query.history)
         deeper = self.retrieve(text, k=len(hits) + SECOND_LOOK, mode=query.mode, filters=dict(query.filters))
+        if query.mode == "hybrid" and self.retriever.name.startswith("store"):  # (Kendra, knowledge bases: one mode)
+            # fusion may have ranked low the passages that hold the question's words: BM25's best are tried too
+            deeper += self.retrieve(text, k=SECOND_LOOK_WORDS, mode="bm25", filters=dict(query.filters))
         seen = {h.chunk.id for h in hits}
         keep = hits[:-1] if len(hits) > 1 else []
-        for candidate in [h for h in deeper if h.chunk.id not in seen][:SECOND_LOOK]:
+        fresh = {h.chunk.id: h for h in deeper if h.chunk.id not in seen}
+        for candidate in list(fresh.values())[: SECOND_LOOK + SECOND_LOOK_WORDS]:
             trial = [*keep, candidate]
             if self.gate is not None and not self.gate.unanswerable(text, self.sources(trial)):
                 return trial, ""

@@ -30,7 +30,12 @@ _STOP = frozenset(
         "why", "my", "your", "me", "us", "them", "if", "must", "may", "might", "have", "has", "had", "need", "there",
         "any", "some", "about", "into", "use", "using",
     ])
-FUSIONS = ("rrf-firsts", "rrf", "convex")
+FUSIONS = ("adaptive", "rrf-firsts", "rrf", "convex")
+# BM25 counts in full when its best score is at least this multiple of its 10th best; at 1x (flat) it counts nothing.
+BM25_SHARP = 1.8
+BM25_SHARP_AT = 10
+
+
 def fuse(rankings: Mapping[str, Sequence[Hit]], k: int, rrf_k: int = 60, *,
          keep_vector_first: bool = False) -> list[Hit]:
     """Reciprocal rank fusion: score = Σ 1/(rrf_k + rank) over the rankings that found the chunk.
@@ -49,14 +54,24 @@ def fuse(rankings: Mapping[str, Sequence[Hit]], k: int, rrf_k: int = 60, *,
             scores[cid] = scores.get(cid, 0.0) + 1.0 / (rrf_k + rank)
             found.setdefault(cid, []).append(name)
             chunks[cid] = hit.chunk
-    best = sorted(scores, key=lambda c: (-scores[c], c))[:k]
-    vector = rankings.get("vector")
-    if keep_vector_first and vector and k > 1 and vector[0].chunk.id not in best:
-        best = [*best[: k - 1], vector[0].chunk.id]
+    best = _keep_first(sorted(scores, key=lambda c: (-scores[c], c))[:k], rankings, k, keep_vector_first)
     return [Hit(chunks[c], scores[c], tuple(found[c])) for c in best]
 
 
-def fuse_convex(rankings: Mapping[str, Sequence[Hit]], k: int, alpha: float = 0.5, depth: int = 0) -> list[Hit]:
+def bm25_weight(text: Sequence[Hit], sharp: float = BM25_SHARP, at: int = BM25_SHARP_AT) -> float:
+    """How well BM25 tells the chunks apart for this question, from 0 (flat) to 1.
+
+    Its best score over its ``at``-th best: 1x when every chunk shares the question's words ("Amazon Lex" in the
+    Lex guide, a company's name in its own filings), ``sharp``x or more when a few chunks hold its rarer words.
+    Fewer than ``at`` hits means BM25 matched few chunks: it discriminates, and counts in full.
+    """
+    if len(text) < at or text[at - 1].score <= 0:
+        return 1.0
+    return max(0.0, min(1.0, (text[0].score / text[at - 1].score - 1.0) / (sharp - 1.0)))
+
+
+def fuse_convex(rankings: Mapping[str, Sequence[Hit]], k: int, alpha: float = 0.5, depth: int = 0, *,
+                adaptive: bool = False, keep_vector_first: bool = False) -> list[Hit]:
     """Convex fusion of scores: ``alpha`` × cosine + (1 − ``alpha``) × BM25 / the best BM25 score.
 
     BM25 is divided by its best score, not stretched to [0, 1]: when every chunk shares the question's terms
@@ -64,9 +79,14 @@ def fuse_convex(rankings: Mapping[str, Sequence[Hit]], k: int, alpha: float = 0.
     ranking decides; when BM25 discriminates, it counts in full. A chunk one ranking did not return gets that
     ranking's lowest returned score (it scored at most that), or 0 when the ranking returned fewer than ``depth``
     (it found nothing else: BM25 matched no word of the question).
+
+    ``adaptive``: BM25's weight is ``1 − alpha`` times ``bm25_weight`` (query by query: a flat BM25 ranking
+    weighs little). ``keep_vector_first``: the vector search's first hit stays among the ``k``, in the last place.
     """
-    vector = {h.chunk.id: 2.0 * h.score - 1.0 for h in rankings.get("vector", ())}  # the store's (1 + cos) / 2
     text = rankings.get("bm25", ())
+    if adaptive:
+        alpha = 1.0 - (1.0 - alpha) * bm25_weight(text)
+    vector = {h.chunk.id: 2.0 * h.score - 1.0 for h in rankings.get("vector", ())}  # the store's (1 + cos) / 2
     best = max((h.score for h in text), default=0.0)
     bm25 = {h.chunk.id: h.score / best for h in text} if best > 0 else {}
     chunks = {h.chunk.id: h.chunk for hits in rankings.values() for h in hits}
@@ -76,7 +96,15 @@ def fuse_convex(rankings: Mapping[str, Sequence[Hit]], k: int, alpha: float = 0.
              for cid in chunks}
     scores = {cid: alpha * vector.get(cid, v_floor) + (1 - alpha) * bm25.get(cid, b_floor) for cid in chunks}
     best_ids = sorted(scores, key=lambda c: (-scores[c], c))[:k]
-    return [Hit(chunks[c], scores[c], found[c]) for c in best_ids]
+    return [Hit(chunks[c], scores[c], found[c]) for c in _keep_first(best_ids, rankings, k, keep_vector_first)]
+
+
+def _keep_first(best: list[str], rankings: Mapping[str, Sequence[Hit]], k: int, keep: bool) -> list[str]:
+    """``best``, with the vector search's first hit in the last place when ``keep`` and it was left out."""
+    vector = rankings.get("vector")
+    if keep and vector and k > 1 and vector[0].chunk.id not in best:
+        return [*best[: k - 1], vector[0].chunk.id]
+    return best
 
 
 def search_text(question: str, history: Sequence[Message]) -> str:
@@ -163,7 +191,7 @@ class StoreRetriever:
         """``store`` with how it fuses (``store:convex:0.5:50``), or ``store-native-hybrid`` when the store fuses."""
         if self.native is not None:
             return "store-native-hybrid"
-        how = f"{self.alpha:g}" if self.fusion == "convex" else f"{self.rrf_k}"
+        how = f"{self.alpha:g}" if self.fusion in ("convex", "adaptive") else f"{self.rrf_k}"
         return f"store:{self.fusion}:{how}:{self.fusion_depth}"
 
     def retrieve(self, question: str, *, k: int, mode: str, filters: Mapping[str, str], tenant: str) -> list[Hit]:
@@ -181,6 +209,7 @@ class StoreRetriever:
             rankings["bm25"] = self.store.search_text(question, depth, scoped)
         if mode != "hybrid":
             return next(iter(rankings.values()))[:k]
-        if self.fusion == "convex":
-            return fuse_convex(rankings, k, self.alpha, depth)
+        if self.fusion in ("convex", "adaptive"):
+            adaptive = self.fusion == "adaptive"
+            return fuse_convex(rankings, k, self.alpha, depth, adaptive=adaptive, keep_vector_first=adaptive)
         return fuse(rankings, k, self.rrf_k, keep_vector_first=self.fusion == "rrf-firsts")

@@ -32,6 +32,7 @@ from ragline.seams import Embedder
 from ragline.types import Source, Vectors
 
 _WORD = re.compile(r"[A-Za-z0-9][\w\-.]*[A-Za-z0-9]|[A-Za-z0-9]")
+_POSSESSIVE = re.compile(r"(?<=\w)['’]s\b")
 _NUMBER = re.compile(r"(?<![\w.\-])(\d+(?:,\d{3})*(?:\.\d+)?)(?![\w.]\d)(?:\s?-?\s?([A-Za-z%]+))?")
 _WORD_NUMBERS = {w: str(n) for n, w in enumerate((  # "one" is skipped: it is as often a pronoun as a number
     "zero", "", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
@@ -74,9 +75,9 @@ def stem(word: str) -> str:
 
 
 def terms(text: str) -> set[str]:
-    """The stemmed content words of ``text``."""
-    return {stem(w) for w in _WORD.findall(_WORD_NUMBER.sub(lambda m: _WORD_NUMBERS[m.group(1).lower()], text))
-            if w.lower() not in STOP}
+    """The stemmed content words of ``text`` (a possessive's "s" is not one: "Microsoft's" is "Microsoft")."""
+    text = _POSSESSIVE.sub("", _WORD_NUMBER.sub(lambda m: _WORD_NUMBERS[m.group(1).lower()], text))
+    return {stem(w) for w in _WORD.findall(text) if w.lower() not in STOP}
 
 
 def numbers(text: str) -> list[tuple[str, str]]:
