@@ -85,6 +85,10 @@ def test_yes_no_is_decided_by_the_sentence_that_answers(answerer: ExtractiveAnsw
                            sources(CHILD)).startswith("No. If you set childDirected to true")
     assert answerer.answer("Can I delete a bot from the Amazon Lex console?",
                            sources(STEPS)).startswith("Yes. ")
+    # a negation about something else decides nothing: the documentation's "not" must deny what is asked
+    aside = "# Tagging\n\nAWS does not apply any semantic meaning to your tags.\n\nTag keys are case sensitive.\n"
+    assert answerer.answer("Does AMI support tags?", sources(aside)) == (
+        "Yes. AWS does not apply any semantic meaning to your tags [1].")
 
 
 def test_nothing_relevant_says_so(answerer: ExtractiveAnswerer) -> None:

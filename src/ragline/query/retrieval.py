@@ -92,8 +92,8 @@ def fuse_convex(rankings: Mapping[str, Sequence[Hit]], k: int, alpha: float = 0.
     chunks = {h.chunk.id: h.chunk for hits in rankings.values() for h in hits}
     v_floor = min(vector.values(), default=0.0) if len(vector) >= depth else 0.0
     b_floor = min(bm25.values(), default=0.0) if len(bm25) >= depth else 0.0
-    found = {cid: tuple(name for name, hits in rankings.items() if any(h.chunk.id == cid for h in hits))
-             for cid in chunks}
+    found_in = {name: {h.chunk.id for h in hits} for name, hits in rankings.items()}
+    found = {cid: tuple(name for name, ids in found_in.items() if cid in ids) for cid in chunks}
     scores = {cid: alpha * vector.get(cid, v_floor) + (1 - alpha) * bm25.get(cid, b_floor) for cid in chunks}
     best_ids = sorted(scores, key=lambda c: (-scores[c], c))[:k]
     return [Hit(chunks[c], scores[c], found[c]) for c in _keep_first(best_ids, rankings, k, keep_vector_first)]

@@ -188,8 +188,15 @@ class ExtractiveAnswerer:
 
     @staticmethod
     def _verdict(question: str, sentence: str) -> str:
-        """Yes, or No when the deciding sentence negates and the question does not."""
-        negated = bool(_NEGATION.search(sentence)) and not _NEGATION.search(question)
+        """Yes, or No when the deciding sentence negates what is asked and the question does not.
+
+        A negation decides only in a sentence about what is asked, one holding at least half of the question's
+        words: "AWS does not apply any semantic meaning to your tags" does not answer "Does AMI support tags?".
+        """
+        asked = {w.rstrip("s") for w in content_words(question)}
+        said = {w.rstrip("s") for w in content_words(sentence)}
+        about = not asked or len(asked & said) / len(asked) >= 0.5
+        negated = bool(_NEGATION.search(sentence)) and not _NEGATION.search(question) and about
         return "No." if negated else "Yes."
 
     @staticmethod
