@@ -16,7 +16,8 @@ run's own figures (pages, chunks, seconds, peak RSS) are appended to ``WORK/scal
 questions of ``qa.csv`` and chunk-derived questions. At the full size it also reports the recall@10 of the ANN
 search against exact search. ``plot`` draws latency against corpus size. ``depth`` asks whether hybrid fusion's
 depth pays at the full size: for each ``fusion_depth`` (chunks taken from each ranking before fusion), the hit@1,
-hit@5 and MRR@5 of the gold documents of ``qa.csv`` among the 5 sources an answer gets, and the latency.
+hit@5 and MRR@5 of the gold documents of ``qa.csv`` among the 5 sources an answer gets, the context recall of
+those sources (the share of the reference answer's words they hold), and the latency.
 
 A benchmark, not a test: the figures depend on the machine, which should otherwise be idle.
 """
@@ -214,7 +215,7 @@ def measure(work: Path, qa_csv: Path, extra: int) -> None:
 
 
 def depth(work: Path, qa_csv: Path, depths: list[int]) -> None:
-    from ragline.eval.qa import gold_rank, load_qa
+    from ragline.eval.qa import context_recall, gold_rank, load_qa
 
     items = load_qa(qa_csv)
     app = app_for(work / "home", query_cache_size=0)
@@ -227,6 +228,8 @@ def depth(work: Path, qa_csv: Path, depths: list[int]) -> None:
             "hit@1": round(sum(r == 1 for r in ranks) / len(ranks), 3),
             "hit@5": round(sum(r is not None for r in ranks) / len(ranks), 3),
             "mrr@5": round(sum(1 / r for r in ranks if r) / len(ranks), 3),
+            "context_recall": round(statistics.mean(context_recall(item.reference, [h.chunk.text for h in found])
+                                                    for item, found in zip(items, hits, strict=True)), 3),
             "p50_ms": pct(times, 50), "p95_ms": pct(times, 95),
         }
         figures[str(d)] = row
