@@ -16,7 +16,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "amazon-lex-developer
 @pytest.mark.slow
 def test_the_demo_question_gets_the_definition_cited(make_app) -> None:
     app = make_app(chat_model="extractive", cache=False)
-    assert app.settings.fusion == "adaptive"  # the defaults, as make run has them
+    assert app.settings.fusion == "rrf-firsts"  # the defaults, as make run has them
     report = app.ingestor.run(source_items([SAMPLE]))
     assert report.documents == 242 and not report.failed
     answer = app.engine.ask(Query("What is Amazon Lex?"))

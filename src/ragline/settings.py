@@ -53,10 +53,10 @@ class Settings(BaseSettings):
 
     retrieval: RetrievalMode = "hybrid"
     k: int = Field(5, ge=1, le=100, description="sources retrieved for an answer")
-    fusion: Literal["adaptive", "rrf-firsts", "rrf", "convex"] = Field(
-        "adaptive", description="hybrid fusion: adaptive (convex fusion whose BM25 weight shrinks when BM25's "
-        "ranking is flat, keeping the vector search's first hit), rrf-firsts (reciprocal rank fusion that keeps the "
-        "vector search's first hit among the k), rrf, or convex (cosine and BM25 over its best score)"
+    fusion: Literal["rrf-firsts", "adaptive", "rrf", "convex"] = Field(
+        "rrf-firsts", description="hybrid fusion: rrf-firsts (reciprocal rank fusion that keeps the vector search's "
+        "first hit among the k), adaptive (convex fusion whose BM25 weight shrinks when BM25's ranking is flat, "
+        "keeping the vector search's first hit), rrf, or convex (cosine and BM25 over its best score)"
     )
     fusion_alpha: float = Field(
         0.7, ge=0, le=1, description="convex and adaptive fusion: the weight of the vector score (adaptive: at least)")

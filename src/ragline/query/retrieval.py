@@ -30,7 +30,7 @@ _STOP = frozenset(
         "why", "my", "your", "me", "us", "them", "if", "must", "may", "might", "have", "has", "had", "need", "there",
         "any", "some", "about", "into", "use", "using",
     ])
-FUSIONS = ("adaptive", "rrf-firsts", "rrf", "convex")
+FUSIONS = ("rrf-firsts", "adaptive", "rrf", "convex")
 # BM25 counts in full when its best score is at least this multiple of its 10th best; at 1x (flat) it counts nothing.
 BM25_SHARP = 1.8
 BM25_SHARP_AT = 10
