@@ -126,6 +126,11 @@ class Retriever(Protocol):
         """What retrieves: ``store``, ``opensearch-hybrid``, ``kendra``, ``knowledge-base``."""
         ...
 
+    @property
+    def has_modes(self) -> bool:
+        """Whether ``mode`` chooses the search (a managed service searches its own way: one mode, one bill)."""
+        ...
+
     def retrieve(self, question: str, *, k: int, mode: str, filters: Mapping[str, str], tenant: str) -> list[Hit]:
         """The best ``k`` passages; ``mode`` (hybrid, vector, bm25) is honoured where the retriever has modes."""
         ...

@@ -193,11 +193,11 @@ class Engine:
             yield from self._replay(cached, run.started)
             return
         hits: list[Hit] = []
+        searched = search_text(query.question, query.history)  # the question, with what a follow-up points back to
         if not self.responder.retrieves:
             wanted = max(query.k, self.rerank_depth) if self.reranker is not None else query.k
             with within(deadline):
-                hits = self.retrieve(search_text(query.question, query.history), k=wanted, mode=query.mode,
-                                     filters=dict(query.filters))
+                hits = self.retrieve(searched, k=wanted, mode=query.mode, filters=dict(query.filters))
             run.lap("retrieve", run.started, hits=len(hits), mode=query.mode)
             if self.reranker is not None:
                 mark = time.perf_counter()
@@ -208,9 +208,9 @@ class Engine:
         if self.gate is not None and hits and not query.images:  # a question about a picture is not gated
             mark = time.perf_counter()
             with within(deadline):
-                why_not = self.gate.unanswerable(search_text(query.question, query.history), sources)
+                why_not = self.gate.unanswerable(searched, sources)
                 if why_not and not self.responder.retrieves:
-                    hits, why_not = self._second_look(query, hits, why_not)
+                    hits, why_not = self._second_look(searched, query, hits, why_not)
                     sources = self.sources(hits)
             run.lap("gate", mark, answerable=not why_not)
         if (hits or self.responder.retrieves) and not why_not:
@@ -251,16 +251,15 @@ class Engine:
         yield UsageEvent(answer.usage)
         yield Done(answer)
 
-    def _second_look(self, query: Query, hits: list[Hit], why_not: str) -> tuple[list[Hit], str]:
+    def _second_look(self, text: str, query: Query, hits: list[Hit], why_not: str) -> tuple[list[Hit], str]:
         """The gate found the best k unable to answer: look deeper for one passage that makes them able.
 
         The k-th passage is swapped for the first of the next ``SECOND_LOOK`` (then of BM25's ``SECOND_LOOK_WORDS``
         best) whose company the gate accepts: a question naming something (a reserved word, an instance type) that
         only a lower-ranked passage of the right page contains is answered from it instead of declined.
         """
-        text = search_text(query.question, query.history)
         deeper = self.retrieve(text, k=len(hits) + SECOND_LOOK, mode=query.mode, filters=dict(query.filters))
-        if query.mode == "hybrid" and self.retriever.name.startswith("store"):  # (Kendra, knowledge bases: one mode)
+        if query.mode == "hybrid" and self.retriever.has_modes:
             # fusion may have ranked low the passages that hold the question's words: BM25's best are tried too
             deeper += self.retrieve(text, k=SECOND_LOOK_WORDS, mode="bm25", filters=dict(query.filters))
         seen = {h.chunk.id for h in hits}

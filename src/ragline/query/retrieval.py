@@ -174,6 +174,8 @@ class StoreRetriever:
     single-mode searches still go to the store's vector or text search.
     """
 
+    has_modes = True
+
     def __init__(self, store: Store, queries: QueryEmbeddingCache, *, rrf_k: int = 60, fusion_depth: int = 50,
                  native: HybridSearch | None = None, fusion: str = "rrf", alpha: float = 0.5) -> None:
         if fusion not in FUSIONS:

@@ -40,6 +40,7 @@ class KendraRetriever:
     """Retrieve from a Kendra index, filtered by language (and tenant, when the index carries it)."""
 
     name = "kendra"
+    has_modes = False
 
     def __init__(self, index_id: str, *, language: str | None = None, default_language: str = "en",
                  tenant_attribute: str | None = None, region: str | None = None, endpoint_url: str | None = None,

@@ -127,6 +127,7 @@ class KnowledgeBaseRetriever(_Calls):
     """Retrieve from a Bedrock knowledge base; ragline's prompt, model and citations do the rest."""
 
     name = "knowledge-base"
+    has_modes = False
 
     def request(self, question: str, *, k: int, filters: Mapping[str, str], tenant: str) -> dict[str, Any]:
         """The Retrieve request."""
