@@ -97,6 +97,18 @@ def test_the_gate_says_when_the_passages_cannot_answer(verifier) -> None:
     assert verifier.unanswerable("What is the boiling point of water?", sources).startswith("the passages found")
 
 
+def test_a_long_question_is_not_declined_for_its_framing_words(minilm) -> None:
+    """Five words of the question in the passages suffice: an analyst's framing ("trends", "implications",
+    "over recent periods") is not what the passages must say. A short question still needs 60 % of its words."""
+    question = ("What notable trends can be discerned in how long Amazon Lex stores user utterances, and what are "
+                "the implications over recent periods?")
+    sources = [UTTERANCES, CHILD]
+    assert LocalVerifier(minilm).unanswerable(question, sources) == ""
+    strict = LocalVerifier(minilm, gate_enough_words=99).unanswerable(question, sources)  # the share alone
+    assert strict.startswith("the passages found never mention") and "discerned" in strict
+    assert "never mention" in LocalVerifier(minilm).unanswerable("Which regions host Amazon Lex bots?", [PRICING])
+
+
 class _Judge:
     """A verifier that believes only sentences containing 'true'."""
 

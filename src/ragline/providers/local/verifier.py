@@ -135,10 +135,11 @@ class LocalVerifier:
 
     def __init__(self, embedder: Embedder, *, vectors: QueryEmbeddingCache | None = None,
                  supported_similarity: float = 0.72, lexical_support: float = 0.8, gate_similarity: float = 0.42,
-                 gate_coverage: float = 0.6) -> None:
+                 gate_coverage: float = 0.6, gate_enough_words: int = 5) -> None:
         self.embedder = embedder
         self.vectors = vectors or QueryEmbeddingCache(embedder, 4096)  # shared with the extractive answerer
         self.gate_coverage = gate_coverage
+        self.gate_enough_words = gate_enough_words
         self.supported_similarity = supported_similarity
         self.lexical_support = lexical_support
         self.gate_similarity = gate_similarity
@@ -231,7 +232,9 @@ class LocalVerifier:
         if missing:
             return f"the passages found never mention {', '.join(sorted(missing))}"
         found = set().union(*(u.terms for u in all_units))
-        if len(asked & found) / len(asked) < self.gate_coverage:
+        # a share of the question's words, or enough of them: a long question's framing ("what trends", "the latest
+        # quarter compared to past ones") need not be in the passages once five of its words are
+        if len(asked & found) < min(self.gate_coverage * len(asked), self.gate_enough_words):
             unseen = {w for w in _WORD.findall(question) if stem(w) in asked - found}
             return f"the passages found never mention {', '.join(sorted(unseen, key=str.lower))}"
         ranked = sorted(all_units, key=lambda u: (-len(asked & u.terms), u.source, u.position))[:8]
