@@ -53,6 +53,21 @@ def test_reingest_skips_unchanged(make_store_app, tmp_path) -> None:
     assert (first.added, second.added, second.unchanged, second.chunks) == (1, 0, 1, 0)
 
 
+def test_a_changed_parser_ingests_again_only_its_own_format(make_store_app, tmp_path, monkeypatch) -> None:
+    """A parser that now yields something else (PDF titles, say) re-reads that format's files, and no other."""
+    from ragline.ingest import pipeline
+
+    md = write(tmp_path, "a.md", "# A\n\nAlpha bravo charlie.")
+    pdf = tmp_path / "sample.pdf"
+    shutil.copy(FIXTURES / "pdf" / "sample_pdf_1.pdf", pdf)
+    app = make_store_app()
+    assert ingest(app, md, pdf).added == 2
+    monkeypatch.setitem(pipeline.FORMAT_VERSIONS, ".pdf", "next")
+    again = ingest(app, md, pdf)
+    assert (again.updated, again.unchanged) == (1, 1)
+    assert [r.doc_id for r in app.registry.list("default") if r.doc_id.endswith(".pdf")] == [str(pdf)]
+
+
 def test_update_replaces_and_rm_removes(make_store_app, tmp_path) -> None:
     path = write(tmp_path, "policy.md", "# Policy\n\nThe retention period is seven days.")
     app = make_store_app()

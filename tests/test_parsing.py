@@ -11,6 +11,27 @@ from ragline.ingest.parsing import markdown_sections, parse
 from conftest import FIXTURES, needs_tesseract
 
 
+def one_page_pdf(content: bytes, title: str | None = None) -> bytes:
+    """A one-page PDF drawing ``content`` (a content stream in Helvetica as /F1), with a Title property if given."""
+    from pypdf import PdfWriter
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = PdfWriter()
+    page = writer.add_blank_page(612, 792)
+    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
+                             NameObject("/BaseFont"): NameObject("/Helvetica")})
+    fonts = DictionaryObject({NameObject("/F1"): writer._add_object(font)})
+    page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
+    stream = DecodedStreamObject()
+    stream.set_data(content)
+    page[NameObject("/Contents")] = writer._add_object(stream)
+    if title is not None:
+        writer.add_metadata({"/Title": title})
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
 def load(rel: str) -> tuple[bytes, str]:
     path = FIXTURES / rel
     return path.read_bytes(), path.name
@@ -121,21 +142,8 @@ def test_encrypted_pdf() -> None:
 
 def test_pdf_with_a_huge_text_array_is_read() -> None:
     """Real 10-Q filings carry text arrays of 150,000+ elements (pypdf's default guard refused them at 100,000)."""
-    from pypdf import PdfWriter
-    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
-
-    writer = PdfWriter()
-    page = writer.add_blank_page(612, 792)
-    font = DictionaryObject({NameObject("/Type"): NameObject("/Font"), NameObject("/Subtype"): NameObject("/Type1"),
-                             NameObject("/BaseFont"): NameObject("/Helvetica")})
-    fonts = DictionaryObject({NameObject("/F1"): writer._add_object(font)})
-    page[NameObject("/Resources")] = DictionaryObject({NameObject("/Font"): fonts})
-    stream = DecodedStreamObject()
-    stream.set_data(b"BT /F1 12 Tf 72 720 Td [(Revenue grew 8 percent) " + b"0 ( ) " * 60_000 + b"] TJ ET")
-    page[NameObject("/Contents")] = writer._add_object(stream)
-    buf = io.BytesIO()
-    writer.write(buf)
-    doc = parse(buf.getvalue(), "10q.pdf")
+    data = one_page_pdf(b"BT /F1 12 Tf 72 720 Td [(Revenue grew 8 percent) " + b"0 ( ) " * 60_000 + b"] TJ ET")
+    doc = parse(data, "10q.pdf")
     assert doc.sections[0].text.startswith("Revenue grew 8 percent") and doc.sections[0].page == 1
 
 
@@ -206,3 +214,27 @@ def test_corrupt_office_files() -> None:
     for name in ("a.docx", "b.pptx", "c.xlsx"):
         with pytest.raises(ParseError, match="corrupt or unreadable"):
             parse(b"PK\x03\x04 truncated zip", name)
+
+
+@pytest.mark.parametrize(("property_title", "shown"), [
+    ("0000320193-22-000070", "2022 Q3 AAPL"),  # an SEC accession number: the file's name instead
+    ("Microsoft Word - Quarterly report.docx", "Quarterly report"),
+    ("Untitled", "2022 Q3 AAPL"),
+    ("Form 10-Q for Microsoft Corp filed 10/24/2022", "Form 10-Q for Microsoft Corp filed 10/24/2022"),
+])
+def test_a_pdf_title_that_is_an_identifier_gives_way_to_the_file_name(property_title: str, shown: str) -> None:
+    """Citations show the document's title: "0000320193-22-000070" tells a reader nothing."""
+    data = one_page_pdf(b"BT /F1 12 Tf 72 720 Td (Net sales grew) Tj ET", title=property_title)
+    assert parse(data, "2022 Q3 AAPL.pdf").title == shown
+
+
+def test_a_docx_title_property_that_is_an_identifier_gives_way_to_its_heading() -> None:
+    import docx
+
+    document = docx.Document()
+    document.core_properties.title = "10-0042-77"
+    document.add_heading("Travel policy", level=1)
+    document.add_paragraph("Book flights two weeks ahead.")
+    buf = io.BytesIO()
+    document.save(buf)
+    assert parse(buf.getvalue(), "policy.docx").title == "Travel policy"

@@ -47,6 +47,21 @@ def _stem_title(name: str) -> str:
     return PurePath(name).stem.replace("_", " ").replace("-", " ").strip() or name
 
 
+_WRITER_PREFIX = re.compile(r"^(?:Microsoft (?:Word|PowerPoint|Excel)|Untitled)\s+-\s+", re.IGNORECASE)
+_FILE_SUFFIX = re.compile(r"\.(?:docx?|pptx?|xlsx?|pdf|rtf|odt|txt)$", re.IGNORECASE)
+_LETTERS = re.compile(r"[^\W\d_]{3}")
+
+
+def metadata_title(value: str, fallback: str) -> str:
+    """A file's own title property when it reads as one, else ``fallback``.
+
+    Writers fill the property with what is at hand: an identifier ("0000320193-22-000070", an SEC accession
+    number), "Untitled", or "Microsoft Word - report.docx". A title without three letters in a row is not one.
+    """
+    title = _FILE_SUFFIX.sub("", _WRITER_PREFIX.sub("", " ".join(value.split())))
+    return title if _LETTERS.search(title) and title.lower() not in ("untitled", "untitled document") else fallback
+
+
 def parse_text(data: bytes, name: str) -> ParsedDocument:
     """Plain text: one section."""
     return ParsedDocument(_stem_title(name), [Section(_clean(decode_text(data, name)))])
@@ -158,7 +173,7 @@ def parse_pdf(data: bytes, name: str, limits: Limits | None = None) -> ParsedDoc
         hint = "no text was read from its pages" if ocr is not None else f"to read it, {INSTALL}"
         raise ParseError(f"{name}: the PDF has no text layer (a scanned image?); {hint}")
     sections = [Section(text, (), n) for n, text in enumerate(pages, start=1) if text]
-    return ParsedDocument(title.strip() or _stem_title(name), sections)
+    return ParsedDocument(metadata_title(title, _stem_title(name)), sections)
 
 
 def _page_text(page: Any) -> str:
@@ -214,7 +229,7 @@ def parse_docx(data: bytes, name: str) -> ParsedDocument:
         lines.extend(" | ".join(cell.text.strip() for cell in row.cells) for row in table.rows)
     title_prop = document.core_properties.title or ""
     h1, sections = markdown_sections("\n".join(lines))
-    return ParsedDocument(title_prop or h1 or _stem_title(name), sections)
+    return ParsedDocument(metadata_title(title_prop, h1 or _stem_title(name)), sections)
 
 
 def parse_pptx(data: bytes, name: str) -> ParsedDocument:

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from ragline.types import Chunk, ParsedDocument, Section, Vectors
 BATCH_CHUNKS = 512
 # Bump when parsing or chunking changes what a document becomes: every document is then re-ingested.
 PIPELINE_VERSION = "1"
+# A format whose parser changed what it yields: its files (and only they) are ingested again once.
+# 2: PDF and DOCX titles that are identifiers or "Microsoft Word - x.docx" give way to the heading or file name.
+FORMAT_VERSIONS = {".pdf": "2", ".docx": "2"}
 
 
 @dataclass(slots=True)
@@ -217,7 +220,9 @@ class Ingestor:
 
     def _version_hash(self, item: SourceItem) -> str:
         """The content hash together with how it is processed: new settings re-ingest unchanged files."""
-        return hashlib.sha256(f"{item.sha256}:{self.fingerprint}".encode()).hexdigest()
+        suffix = PurePath(item.doc_id).suffix.lower()
+        parser = f":{suffix}{FORMAT_VERSIONS[suffix]}" if suffix in FORMAT_VERSIONS else ""
+        return hashlib.sha256(f"{item.sha256}:{self.fingerprint}{parser}".encode()).hexdigest()
 
     def run(
         self, items: Iterator[SourceItem] | Sequence[SourceItem], *, tags: tuple[str, ...] = (),
