@@ -221,6 +221,7 @@ def test_corrupt_office_files() -> None:
     ("Microsoft Word - Quarterly report.docx", "Quarterly report"),
     ("Untitled", "2022 Q3 AAPL"),
     ("Form 10-Q for Microsoft Corp filed 10/24/2022", "Form 10-Q for Microsoft Corp filed 10/24/2022"),
+    ("年报", "年报"),
 ])
 def test_a_pdf_title_that_is_an_identifier_gives_way_to_the_file_name(property_title: str, shown: str) -> None:
     """Citations show the document's title: "0000320193-22-000070" tells a reader nothing."""

@@ -49,14 +49,15 @@ def _stem_title(name: str) -> str:
 
 _WRITER_PREFIX = re.compile(r"^(?:Microsoft (?:Word|PowerPoint|Excel)|Untitled)\s+-\s+", re.IGNORECASE)
 _FILE_SUFFIX = re.compile(r"\.(?:docx?|pptx?|xlsx?|pdf|rtf|odt|txt)$", re.IGNORECASE)
-_LETTERS = re.compile(r"[^\W\d_]{3}")
+_LETTERS = re.compile(r"[^\W\d_]{3}|[\u2e80-\u9fff\uac00-\ud7af]")  # three letters in a row, or one CJK character
 
 
 def metadata_title(value: str, fallback: str) -> str:
     """A file's own title property when it reads as one, else ``fallback``.
 
     Writers fill the property with what is at hand: an identifier ("0000320193-22-000070", an SEC accession
-    number), "Untitled", or "Microsoft Word - report.docx". A title without three letters in a row is not one.
+    number), "Untitled", or "Microsoft Word - report.docx". A title without three letters in a row (or a CJK
+    character, a word in itself) is not one.
     """
     title = _FILE_SUFFIX.sub("", _WRITER_PREFIX.sub("", " ".join(value.split())))
     return title if _LETTERS.search(title) and title.lower() not in ("untitled", "untitled document") else fallback
