@@ -3,7 +3,7 @@
     uv run python bench/scale.py ingest  [--corpus ../shared/data/aws-docs/corpus.jsonl.gz] [--work DIR]
     uv run python bench/scale.py measure [--queries 100] [--work DIR]
     uv run python bench/scale.py plot    [--work DIR] [--out docs/scale-latency.png]
-    uv run python bench/scale.py depth   [--work DIR] [--depths 5,10,20,50,100]
+    uv run python bench/scale.py depth   [--work DIR] [--depths 5,10,20,50,100] [--snapshot home-10k]
 
 ``ingest`` adds the pages in a fixed pseudo-random order (by a hash of their id, so every slice spans all the
 guides) and stops at 1,000 pages, 10,000 pages and all of them. At each stop it snapshots the home folder, so
@@ -17,7 +17,9 @@ questions of ``qa.csv`` and chunk-derived questions. At the full size it also re
 search against exact search. ``plot`` draws latency against corpus size. ``depth`` asks whether hybrid fusion's
 depth pays at the full size: for each ``fusion_depth`` (chunks taken from each ranking before fusion), the hit@1,
 hit@5 and MRR@5 of the gold documents of ``qa.csv`` among the 5 sources an answer gets, the context recall of
-those sources (the share of the reference answer's words they hold), and the latency.
+those sources (the share of the reference answer's words they hold), and the latency. Before the last stage has
+run to its end (or with ``--snapshot home-10k``), it asks only the questions whose gold page is already in, and
+files the figures under ``depth-SNAPSHOT-PAGES-pages``: a figure on part of the corpus, while the rest ingests.
 
 A benchmark, not a test: the figures depend on the machine, which should otherwise be idle.
 """
@@ -214,12 +216,17 @@ def measure(work: Path, qa_csv: Path, extra: int) -> None:
         save_results(work, results)
 
 
-def depth(work: Path, qa_csv: Path, depths: list[int]) -> None:
+def depth(work: Path, qa_csv: Path, depths: list[int], snapshot: str = "home") -> None:
     from ragline.eval.qa import context_recall, gold_rank, load_qa
 
+    app = app_for(work / snapshot, query_cache_size=0)
     items = load_qa(qa_csv)
-    app = app_for(work / "home", query_cache_size=0)
-    figures: dict[str, object] = {"chunks": app.store.count(), "questions": len(items)}
+    ready = {r.doc_id for r in app.registry.list(app.settings.tenant) if r.status == "ready"}
+    whole = snapshot == "home" and "all" in load_results(work)["ingest"]  # the last stage ran to its end
+    if not whole:  # a part of the corpus: only the questions whose gold page it holds can be asked of it
+        items = [item for item in items if ready.intersection(item.gold)]
+    figures: dict[str, object] = {"snapshot": snapshot, "pages": len(ready), "chunks": app.store.count(),
+                                  "questions": len(items)}
     for d in depths:
         times, hits = timed_hybrid(at_depth(app, d), [item.question for item in items])
         ranks = [gold_rank(list(dict.fromkeys(h.chunk.doc_id for h in found)), item.gold)
@@ -235,7 +242,7 @@ def depth(work: Path, qa_csv: Path, depths: list[int]) -> None:
         figures[str(d)] = row
         print(f"[depth {d}] {json.dumps(row)}", file=sys.stderr, flush=True)
     results = load_results(work)
-    results["depth"] = figures
+    results["depth" if whole else f"depth-{snapshot}-{len(ready)}-pages"] = figures
     save_results(work, results)
 
 
@@ -272,6 +279,8 @@ def main() -> None:
     parser.add_argument("--qa", type=Path, default=DEFAULT_CORPUS.with_name("qa.csv"))
     parser.add_argument("--queries", type=int, default=100, help="chunk-derived questions added to qa.csv's")
     parser.add_argument("--depths", default="5,10,20,50,100", help="fusion depths compared by `depth`")
+    parser.add_argument("--snapshot", default="home", help="depth: the home (default) or a snapshot, e.g. home-10k; "
+                        "before the last stage ends, only the questions whose gold page is in are asked")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "scale-latency.png")
     args = parser.parse_args()
     if args.command == "ingest":
@@ -279,7 +288,7 @@ def main() -> None:
     elif args.command == "measure":
         measure(args.work, args.qa, args.queries)
     elif args.command == "depth":
-        depth(args.work, args.qa, [int(d) for d in args.depths.split(",")])
+        depth(args.work, args.qa, [int(d) for d in args.depths.split(",")], args.snapshot)
     else:
         plot(args.work, args.out)
 
