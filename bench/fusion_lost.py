@@ -39,6 +39,14 @@ def weighted_rrf(lists: Sequence[tuple[Sequence[str], float]], k_rrf: int = 60) 
     return sorted(scores, key=lambda c: (-scores[c], c))
 
 
+def keep_first(order: list[str], r: Rankings, k: int) -> list[str]:
+    """``order`` with the vector search's first hit among its first ``k`` (in the k-th place), as the default does."""
+    first = r["vector"][0].chunk.id if r["vector"] else None
+    if first is None or first in order[:k]:
+        return order
+    return [*order[: k - 1], first, *(c for c in order[k - 1:] if c != first)]
+
+
 def heading_rankings(app: Ragline, questions: Sequence[str], depth: int, docs: dict[str, str]) -> list[list[str]]:
     """Each question's chunks ranked by BM25 over title and heading path only (``docs``: chunk id to its page)."""
     import lancedb
@@ -85,17 +93,17 @@ def main() -> None:
     ranked: list[Rankings] = rankings(app, questions, args.depth)
     docs = {h.chunk.id: h.chunk.doc_id for r in ranked for hits in r.values() for h in hits}
     texts = {h.chunk.id: h.chunk.text for r in ranked for hits in r.values() for h in hits}
-    base = [[h.chunk.id for h in fuse(r, args.depth * 2, 60, keep_vector_first=True)] for r in ranked]
+    base = [keep_first([h.chunk.id for h in fuse(r, args.depth * 2, 60)], r, args.k) for r in ranked]
     heads = heading_rankings(app, questions, args.depth, docs)
     variants: dict[str, list[list[str]]] = {"rrf-firsts (default)": base}
     for weight in (0.3, 1.0):
         variants[f"headings field, weight {weight:g}"] = [
-            weighted_rrf([([h.chunk.id for h in r["vector"]], 1.0), ([h.chunk.id for h in r["bm25"]], 1.0),
-                          (hs, weight)]) for r, hs in zip(ranked, heads, strict=True)]
+            keep_first(weighted_rrf([([h.chunk.id for h in r["vector"]], 1.0), ([h.chunk.id for h in r["bm25"]], 1.0),
+                                     (hs, weight)]), r, args.k) for r, hs in zip(ranked, heads, strict=True)]
     for top in (10, 20):
         variants[f"best sentence, top {top}"] = [
-            weighted_rrf([(ids[:top], 1.0), (best_sentence_order(app, q, ids[:top], texts), 1.0)], 5) + ids[top:]
-            for q, ids in zip(questions, base, strict=True)]
+            keep_first(weighted_rrf([(ids[:top], 1.0), (best_sentence_order(app, q, ids[:top], texts), 1.0)], 5)
+                       + ids[top:], r, args.k) for q, ids, r in zip(questions, base, ranked, strict=True)]
     for name, orders in variants.items():
         ranks = [gold_rank(list(dict.fromkeys(docs[c] for c in ids[: args.k])), item.gold)
                  for ids, item in zip(orders, items, strict=True)]
