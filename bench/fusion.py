@@ -35,6 +35,8 @@ def fusions(k: int, depth: int, alphas: Sequence[float]) -> dict[str, Callable[[
     out: dict[str, Callable[[Rankings], list[Hit]]] = {
         "rrf60": lambda r: fuse(r, k, 60), "rrf10": lambda r: fuse(r, k, 10),
         "rrf60-firsts": lambda r: fuse(r, k, 60, keep_vector_first=True)}
+    for c in (5, 10, 20, 100):  # the RRF constant, with the vector search's first kept
+        out[f"rrf{c}-firsts"] = lambda r, c=c: fuse(r, k, c, keep_vector_first=True)
     for a in alphas:
         out[f"convex{a:g}"] = lambda r, a=a: fuse_convex(r, k, a, depth)
         out[f"adaptive{a:g}"] = lambda r, a=a: fuse_convex(r, k, a, depth, adaptive=True, keep_vector_first=True)
