@@ -55,10 +55,15 @@ class Chunk:
     language: str = "en"
     tags: tuple[str, ...] = ()
 
+    @property
+    def breadcrumb(self) -> str:
+        """The chunk's place: its title and heading path ("Guide > Section"), the title once."""
+        title = "" if self.heading.startswith(self.title) else self.title
+        return " > ".join(x for x in (title, self.heading) if x)
+
     def context_text(self) -> str:
         """The text that is embedded and indexed: title and breadcrumb give the chunk its place."""
-        title = "" if self.heading.startswith(self.title) else self.title
-        head = " > ".join(x for x in (title, self.heading) if x)
+        head = self.breadcrumb
         return f"{head}\n\n{self.text}" if head else self.text
 
 

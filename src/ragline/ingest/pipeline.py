@@ -219,7 +219,7 @@ class Ingestor:
         self.fingerprint = f"{PIPELINE_VERSION}:{chunker.tokens}:{chunker.overlap}:{embedder.name}"
 
     def _version_hash(self, item: SourceItem) -> str:
-        """The content hash together with how it is processed: new settings re-ingest unchanged files."""
+        """The content hash with how it is processed (settings, pipeline, the format's parser): a change re-ingests."""
         suffix = PurePath(item.doc_id).suffix.lower()
         parser = f":{suffix}{FORMAT_VERSIONS[suffix]}" if suffix in FORMAT_VERSIONS else ""
         return hashlib.sha256(f"{item.sha256}:{self.fingerprint}{parser}".encode()).hexdigest()
