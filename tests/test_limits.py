@@ -7,7 +7,9 @@ Now each is cut off with 413 as soon as it passes its limit, and less than the l
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import select
 import socket
 import time
@@ -36,7 +38,13 @@ def server(make_app, tmp_path) -> Iterator[tuple[str, Path]]:
 
 
 def _on_disk(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+    """Bytes under ``folder``, read while the server may be deleting it (a vanished file or folder counts 0)."""
+    total = 0
+    for root, _, files in os.walk(folder):  # os.walk skips a folder that vanishes under it
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
 
 
 def _chunked(url: str, path: str, head: bytes, filler: bytes, total: int, content_type: str,
@@ -46,31 +54,29 @@ def _chunked(url: str, path: str, head: bytes, filler: bytes, total: int, conten
     Returns (status, JSON body, most bytes seen on disk under ``uploads`` while sending).
     """
     parts = urlsplit(url)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {content_type}\r\n"
-                 "Transfer-Encoding: chunked\r\n\r\n".encode())
-    sent, most = 0, 0
-    body = head
-    try:
-        while sent < total:
-            piece = body or filler
-            body = b""
-            sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-            sent += len(piece)
-            if uploads is not None:
-                most = max(most, _on_disk(uploads))
-            if select.select([sock], [], [], 0.01)[0]:
-                break  # the server has answered (and stopped reading)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    reply = b""
-    sock.settimeout(30)
-    while b"\r\n\r\n" not in reply or len(reply.split(b"\r\n\r\n", 1)[1]) < _length(reply):
-        data = sock.recv(65536)
-        if not data:
-            break
-        reply += data
-    sock.close()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:  # closed even on a failure
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {content_type}\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        sent, most = 0, 0
+        body = head
+        try:
+            while sent < total:
+                piece = body or filler
+                body = b""
+                sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                sent += len(piece)
+                if uploads is not None:
+                    most = max(most, _on_disk(uploads))
+                if select.select([sock], [], [], 0.01)[0]:
+                    break  # the server has answered (and stopped reading)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        reply = b""
+        while b"\r\n\r\n" not in reply or len(reply.split(b"\r\n\r\n", 1)[1]) < _length(reply):
+            data = sock.recv(65536)
+            if not data:
+                break
+            reply += data
     head_part, _, payload = reply.partition(b"\r\n\r\n")
     return int(head_part.split()[1]), json.loads(payload[:_length(reply)]), most
 

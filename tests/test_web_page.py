@@ -87,7 +87,7 @@ def test_a_doubtful_sentence_is_styled_with_its_reason(make_app, tmp_path, brows
             page.get_by_placeholder("Ask a question").fill("How long are the utterances of bots stored?")
             page.keyboard.press("Enter")
             doubtful = page.locator(".answer .claim.unsupported").first
-            doubtful.wait_for(timeout=30_000)  # styled while the answer streams, before it is done
+            doubtful.wait_for(timeout=90_000)  # styled while the answer streams (the first question loads the checker)
             assert model.corrupted[0] in doubtful.inner_text()
             assert doubtful.get_attribute("title").startswith("Not supported by its sources: ")
             page.locator(".check").wait_for(timeout=30_000)
