@@ -104,13 +104,17 @@ def test_document_selection_keeps_every_gold_document() -> None:
 
 
 def test_aggregate_counts_shares_over_the_right_questions() -> None:
-    def result(rank: int | None, unknown: bool, markers: int, valid: bool) -> QAResult:
+    def result(rank: int | None, unknown: bool, markers: int, valid: bool, in_sources: bool | None) -> QAResult:
         return QAResult(1, "q", "r", ["g"], [], rank, "a", [], 0.5, 0.25, 0.75, unknown,
                         {"markers": markers, "valid_markers": markers, "cited_sentences": markers,
                          "supported_sentences": markers if valid else 0}, valid,
-                        {"retrieve": 10.0, "total": 100.0})
+                        {"retrieve": 10.0, "total": 100.0}, gold_in_sources=in_sources)
 
-    summary = aggregate([result(1, False, 1, True), result(4, False, 2, False), result(None, True, 0, True)])
+    summary = aggregate([result(1, False, 1, True, True), result(4, False, 2, False, False),
+                         result(None, True, 0, True, None)])
+    # hit@5 counts the first five documents of a deeper retrieval (rank 4 is in); the sources given to the
+    # answer held the gold page once, over the two questions that were answered (the third failed: None)
+    assert summary["gold_in_sources"] == 0.5
     assert summary["hit@1"] == pytest.approx(1 / 3, abs=1e-4) and summary["hit@5"] == pytest.approx(2 / 3, abs=1e-4)
     assert summary["mrr@10"] == pytest.approx((1 + 0.25) / 3, abs=1e-4)
     assert summary["unknown_rate"] == pytest.approx(1 / 3, abs=1e-4)
@@ -157,6 +161,8 @@ def test_eval_qa_runs_the_real_pipeline_and_writes_json_and_html(tmp_path: Path)
     lex, pricing, unanswerable = report["results"]
     assert lex["gold_rank"] == 1 and pricing["gold_rank"] == 1 and unanswerable["gold_rank"] is None
     assert report["summary"]["hit@1"] == pytest.approx(2 / 3, abs=1e-4)
+    assert lex["gold_in_sources"] and pricing["gold_in_sources"] and unanswerable["gold_in_sources"] is False
+    assert report["summary"]["gold_in_sources"] == pytest.approx(2 / 3, abs=1e-4)
     assert lex["answer"] and {"retrieve", "first_token", "total"} <= set(lex["timings_ms"])
     assert report["summary"]["errors"] == 0
     page = (out / "qa.html").read_text()

@@ -252,6 +252,7 @@ class QAResult:
     partial: bool = False
     error: str = ""
     verdicts: dict[str, int] = field(default_factory=dict)  # shown claims by verdict (the verifier's), + dropped
+    gold_in_sources: bool | None = None  # a gold document among the sources the answer was given (None: no answer)
 
 
 def _yes_no(answer: str, label: str) -> bool | None:
@@ -299,6 +300,7 @@ def evaluate_question(engine: Engine, item: QAItem, *, k: int, mode: str, max_to
         unknown=says_unknown(text), citations=asdict(check), citations_valid=check.valid,
         timings_ms=timings, label=item.label, yes_no_match=_yes_no(text, item.label),
         partial=bool(answer and answer.partial), error=error, verdicts=_verdict_counts(answer),
+        gold_in_sources=any(is_gold(s.doc_id, item.gold) for s in sources) if answer is not None else None,
     )
 
 
@@ -335,6 +337,9 @@ def aggregate(results: Sequence[QAResult]) -> dict[str, Any]:
     for k in KS:
         out[f"hit@{k}"] = _mean(float(r.gold_rank is not None and r.gold_rank <= k) for r in results)
     out["mrr@10"] = _mean(1.0 / r.gold_rank if r.gold_rank else 0.0 for r in results)
+    # hit@k counts the first k distinct documents of a deeper retrieval; this counts the k sources themselves
+    answered = [r for r in results if r.gold_in_sources is not None]
+    out["gold_in_sources"] = _mean(float(bool(r.gold_in_sources)) for r in answered) if answered else None
     out["context_recall"] = _mean(r.context_recall for r in results)
     out["token_f1"] = _mean(r.f1 for r in results)
     out["rouge_l"] = _mean(r.rouge_l for r in results)
