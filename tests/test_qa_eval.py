@@ -167,4 +167,4 @@ def test_eval_qa_runs_the_real_pipeline_and_writes_json_and_html(tmp_path: Path)
     assert report["summary"]["errors"] == 0
     page = (out / "qa.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "What is Amazon Lex?" in page
-    assert page.count("<tr class=") == 3
+    assert page.count("<tr class=") == 3 and "<th>in sources</th>" in page

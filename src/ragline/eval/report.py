@@ -100,8 +100,8 @@ def render(report: QAReport) -> str:
                             f"<td class=n>p50 {p['p50']:.1f} · p95 {p['p95']:.1f}</td></tr>")
         else:
             rows.append(f"<tr><th>{html.escape(k)}</th><td class=n>{_cell(v)}</td></tr>")
-    head = ("#", "question", "gold", "rank", "F1", "ROUGE-L", "citations ok", "unknown", "total ms", "answer",
-            "reference")
+    head = ("#", "question", "gold", "rank", "in sources", "F1", "ROUGE-L", "citations ok", "unknown", "total ms",
+            "answer", "reference")
     body = []
     for r in report.results:
         classes = " ".join(c for c, on in (("miss", r.gold_rank is None), ("bad", not r.citations_valid)) if on)
@@ -112,7 +112,8 @@ def render(report: QAReport) -> str:
         body.append(
             f"<tr class='{classes}'><td class=n>{r.number}</td><td class=t>{_cell(r.question)}</td>"
             f"<td class=t>{_cell(', '.join(r.gold))}</td><td class='n rank'>{_cell(r.gold_rank)}</td>"
-            f"<td class=n>{r.f1:.2f}</td><td class=n>{r.rouge_l:.2f}</td><td class='cit'>{cites}</td>"
+            f"<td>{_cell(r.gold_in_sources)}</td><td class=n>{r.f1:.2f}</td><td class=n>{r.rouge_l:.2f}</td>"
+            f"<td class='cit'>{cites}</td>"
             f"<td>{_cell(r.unknown)}</td><td class=n>{r.timings_ms.get('total', 0):.0f}</td>"
             f"<td class=t>{_cell(answer)}</td><td class=t>{_cell(r.reference)}</td></tr>"
         )
