@@ -29,7 +29,7 @@ from ragline.ingest.pipeline import embed_in_batches
 from ragline.providers.local.sentences import units
 from ragline.query.retrieval import fuse
 from ragline.settings import Settings
-from ragline.types import Chunk
+from ragline.types import breadcrumb
 
 
 def weighted_rrf(lists: Sequence[tuple[Sequence[str], float]], k_rrf: int = 60) -> list[str]:
@@ -56,7 +56,7 @@ def heading_rankings(app: Ragline, questions: Sequence[str], depth: int, docs: d
     rows = app.store._open().search().select(["id", "doc_id", "title", "heading"]).limit(10**8).to_list()  # type: ignore[attr-defined]
 
     def head(row: dict[str, Any]) -> str:
-        return Chunk(row["id"], row["doc_id"], 0, "", row["title"] or "", row["heading"] or "").breadcrumb
+        return breadcrumb(row["title"] or "", row["heading"] or "")
 
     docs.update({r["id"]: r["doc_id"] for r in rows})
     with tempfile.TemporaryDirectory() as folder:

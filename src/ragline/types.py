@@ -40,6 +40,11 @@ class ParsedDocument:
     sections: list[Section]
 
 
+def breadcrumb(title: str, heading: str) -> str:
+    """A place in a document: the title and the heading path ("Guide > Section"), the title once."""
+    return " > ".join(x for x in ("" if heading.startswith(title) else title, heading) if x)
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """One retrievable piece of a document, as stored."""
@@ -58,8 +63,7 @@ class Chunk:
     @property
     def breadcrumb(self) -> str:
         """The chunk's place: its title and heading path ("Guide > Section"), the title once."""
-        title = "" if self.heading.startswith(self.title) else self.title
-        return " > ".join(x for x in (title, self.heading) if x)
+        return breadcrumb(self.title, self.heading)
 
     def context_text(self) -> str:
         """The text that is embedded and indexed: title and breadcrumb give the chunk its place."""
